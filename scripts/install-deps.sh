@@ -1,0 +1,57 @@
+#!/bin/sh
+# install-deps.sh [build|test|bench] - install the Debian 12 packages tern needs, if missing.
+#
+#   build  compiler and libraries: what `make` and `make run` need (the default)
+#   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
+#          programs the integration tests talk to, network namespaces
+#   bench  build + the peers the benchmarks compare against (`make bench`)
+#
+# Installs only what `dpkg -s` does not report as installed, runs `apt-get update` only when
+# something must be installed, and needs nothing but Debian's archive. As root it also
+# creates the `tern` system user the workers run as. Not root with something missing: prints
+# the apt-get command to run and exits 1.
+set -eu
+
+what=${1:-build}
+build_pkgs="gcc make pkg-config libevent-dev libssl-dev libc-ares-dev openssl"
+case $what in
+    build) pkgs=$build_pkgs ;;
+    test) pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev swaks curl python3
+                python3-aiosmtpd dovecot-imapd nsd iproute2 util-linux procps" ;;
+    bench) pkgs="$build_pkgs postfix" ;;
+    *) echo "usage: sh scripts/install-deps.sh [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$missing $p"
+done
+
+root=false
+[ "$(id -u)" = 0 ] && root=true
+
+if [ -n "$missing" ]; then
+    if ! $root; then
+        echo "install-deps: missing Debian packages:$missing" >&2
+        echo "install-deps: install them as root:  apt-get install$missing" >&2
+        exit 1
+    fi
+    echo "install-deps: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    # postfix asks where it is; "No configuration" keeps it from touching port 25.
+    case " $missing " in
+        *" postfix "*) echo "postfix postfix/main_mailer_type select No configuration" |
+                           debconf-set-selections ;;
+    esac
+    apt-get update -q
+    # shellcheck disable=SC2086  # a list of package names
+    apt-get install -y -q --no-install-recommends $missing </dev/null
+fi
+
+# The unprivileged user tern's workers and queue manager run as when started as root.
+if $root && ! getent passwd tern >/dev/null; then
+    echo "install-deps: creating the system user tern"
+    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \
+        --user-group tern
+fi
+exit 0

@@ -1,0 +1,169 @@
+/* config.h - tern's configuration: the structure every module reads, and its parser.
+ *
+ * The file format is line based: "keyword value..." with '#' comments, documented in
+ * docs/configuration.md; etc/tern.conf is the embedded default (make run uses it).
+ * The parser is pure (text in, struct out) so it is unit-tested and fuzzed. */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_CERTS 16
+
+enum listen_kind {
+    LISTEN_SMTP,       /* port 25: MX for our domains */
+    LISTEN_SUBMISSION, /* port 587: users submitting mail (AUTH comes in a later issue) */
+    LISTEN_SMTPS,      /* port 465: implicit TLS submission (TLS issue) */
+};
+
+struct listen_cfg {
+    char addr[64];          /* numeric IPv4 or IPv6 address, "0.0.0.0", "::" */
+    unsigned short port;
+    enum listen_kind kind;
+    /* Options after the kind; resolved at the end of parsing from the kind and whether a
+     * certificate is configured (see docs/configuration.md). */
+    bool starttls;          /* offer STARTTLS (RFC 3207); never on smtps */
+    bool require_tls;       /* 530 5.7.0 to MAIL before STARTTLS; default on submission */
+    signed char starttls_opt, require_tls_opt; /* parser only: -1 default, 0 no, 1 yes */
+};
+
+/* A certificate chain file and its private key (PEM). The first is the default; others are
+ * chosen by the name the client asks for (SNI). */
+struct tls_cert_cfg {
+    char *cert;
+    char *key;
+};
+
+/* A local mailbox: local part @ one of the local domains. Lookups are case-insensitive. */
+struct mailbox_cfg {
+    char *local;   /* lower-cased local part */
+    char *domain;  /* lower-cased domain */
+};
+
+/* Outbound TLS policy (RFC 3207 client side). Certificates are not verified (opportunistic
+ * security, RFC 7435); "required" means encrypted or not at all. */
+enum tls_policy {
+    TLS_POLICY_DEFAULT = 0,   /* not set: the global outbound_tls applies */
+    TLS_POLICY_NONE,          /* never STARTTLS */
+    TLS_POLICY_OPPORTUNISTIC, /* STARTTLS when offered; on handshake failure, retry in clear */
+    TLS_POLICY_REQUIRED,      /* no STARTTLS offered or a failed handshake: defer */
+};
+
+/* A fixed next hop: the smarthost, or one transport override. */
+struct outbound_dest_cfg {
+    char *domain;             /* transports: "example.org" or ".example.org"; NULL for the smarthost */
+    char *host;               /* host name or IP address (no brackets) */
+    unsigned short port;      /* default 25 */
+    enum tls_policy tls;
+    char *auth_user;          /* AUTH PLAIN/LOGIN (RFC 4954) after STARTTLS; NULL = no AUTH */
+    char *auth_passfile;      /* first line of this file is the password (read at start) */
+};
+
+/* One network of relay_networks. */
+struct cidr_cfg {
+    int family;               /* AF_INET or AF_INET6 */
+    unsigned char addr[16];   /* network address, host bits zero */
+    unsigned prefix;          /* 0..32 or 0..128 */
+};
+
+struct config {
+    char *path;                 /* file it was read from, or "(embedded)" */
+    char *hostname;             /* our name: greeting, EHLO, Received; default gethostname() */
+    char *user;                 /* unprivileged user when started as root; default "tern" */
+    char *spool_dir;            /* queue; default "var/spool" */
+    char *maildir;              /* Maildir path pattern: %d domain, %u local part; default "var/mail/%d/%u" */
+    int workers;                /* SMTP worker processes; 0 = one per core */
+
+    struct listen_cfg listen[CONFIG_MAX_LISTEN];
+    size_t nlisten;
+
+    char **local_domains;       /* lower-cased */
+    size_t nlocal_domains;
+    struct mailbox_cfg *mailboxes;
+    size_t nmailboxes;
+
+    /* limits */
+    size_t max_message_size;    /* octets; advertised with SIZE; default 35 MiB */
+    size_t max_recipients;      /* per message; default 1000 (RFC 5321 4.5.3.1.8: at least 100) */
+    size_t max_connections;     /* per worker process; default 1000 */
+    size_t max_connections_per_ip; /* per worker process; default 20 */
+    size_t max_errors;          /* protocol errors before 421 and close; default 20 */
+
+    /* timeouts in seconds, RFC 5321 4.5.3.2 */
+    int timeout_command;        /* waiting for the next command; default 300 */
+    int timeout_data_block;     /* between data blocks; default 180 */
+    int timeout_data_end;       /* we must answer end of data within 10 min; informational */
+    int shutdown_grace;         /* seconds sessions get to finish on SIGTERM; default 10 */
+
+    /* policy */
+    bool vrfy_enabled;          /* VRFY/EXPN give real answers (else 252); default false */
+
+    /* delivery retry schedule for temporary local failures, seconds */
+    int retry_min;              /* first retry; default 60 */
+    int retry_max;              /* cap of the doubling delay; default 3600 */
+    int queue_lifetime;         /* bounce after this many seconds; default 5 days */
+
+    /* TLS (RFC 3207, RFC 8314) */
+    struct tls_cert_cfg tls_certs[CONFIG_MAX_CERTS];
+    size_t ntls_certs;
+    char *tls_ciphers;          /* TLS 1.2 cipher list; NULL = tern's modern default */
+
+    enum log_target log_target; /* "log stderr" or "log syslog"; default stderr */
+    int log_level;              /* LOG_INFO by default; "log_level debug" */
+
+    /* ---- outbound delivery (docs/delivery.md). Zero values mean "the default" wherever a
+     * default is given, so a struct filled by an older parser still works. ---- */
+    struct outbound_dest_cfg smarthost; /* "smarthost HOST[:PORT] [starttls=..] [auth=USER:PASSFILE]";
+                                           host NULL = none (deliver by MX) */
+    struct outbound_dest_cfg *transports; /* "transport DOMAIN HOST[:PORT] [starttls=..]": per
+                                             domain ("example.org", or ".example.org" for its
+                                             subdomains); checked before the smarthost */
+    size_t ntransports;
+    struct cidr_cfg *relay_networks; /* "relay_networks CIDR...": clients that may relay
+                                        (used by the SMTP session); default none */
+    size_t nrelay_networks;
+    char *resolver;             /* "resolver IP[:PORT]": one DNS server; NULL = /etc/resolv.conf */
+    int delay_warning;          /* seconds before a delay DSN; default 4 h; "delay_warning 0" = never */
+    int *retry_schedule;        /* "retry_schedule 1m 5m 30m 2h": delays after attempt 1, 2...;
+                                   the last repeats. NULL = doubling retry_min .. retry_max */
+    size_t nretry_schedule;
+    enum tls_policy outbound_tls; /* "outbound_tls none|opportunistic|required"; default
+                                     opportunistic (STARTTLS when offered) */
+    size_t outbound_concurrency; /* connections per destination; default 5 */
+    size_t outbound_max_connections; /* all destinations together; default 100 */
+    size_t outbound_max_rcpts;  /* recipients per transaction; default 100 (RFC 5321 4.5.3.1.8) */
+    /* timeouts in seconds, RFC 5321 4.5.3.2; defaults: connect 30, greeting and other
+     * commands 300 (4.5.3.2.1-4), DATA initiation 120 (4.5.3.2.5), data block 180 (4.5.3.2.6),
+     * end of data 600 (4.5.3.2.7), an idle cached connection kept 5 */
+    int outbound_timeout_connect;
+    int outbound_timeout_command;
+    int outbound_timeout_data_init;
+    int outbound_timeout_data_block;
+    int outbound_timeout_data_end;
+    int outbound_idle;
+};
+
+/* The configuration compiled into the binary (etc/tern.conf). */
+extern const char config_embedded[];
+
+/* Parse text (len bytes, need not be NUL-terminated) into *cfg, filling defaults first.
+ * On error returns -1 and writes "path:line: message" into err. */
+int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
+                 char *err, size_t errlen);
+/* Read and parse a file; path NULL means the embedded default. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+bool config_is_local_domain(const struct config *cfg, const char *domain);
+/* Is local@domain a configured mailbox? (domain must be local; case-insensitive) */
+bool config_has_mailbox(const struct config *cfg, const char *local, const char *domain);
+/* Expand the Maildir pattern for a mailbox into out. Returns false if it does not fit or the
+ * local part contains characters unsafe in a path ('/', leading '.'). */
+bool config_maildir_path(const struct config *cfg, const char *local, const char *domain,
+                         char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,68 @@
+/* main.c - the `tern` binary: one table of subcommands, each a function and a line of help.
+ * `tern serve` (serve.c) is the mail server; later subcommands (send, queue, user, sendmail)
+ * are added to the table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "serve.h"
+#include "util.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    const char *help;
+};
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+    {"serve", serve_main, "run the mail server in the foreground (-c FILE, --check)"},
+    {"version", cmd_version, "print tern's version"},
+    {"help", cmd_help, "list the commands"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tern COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n`tern COMMAND --help` describes a command's options.\n");
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "usage: tern version\n");
+        return 2;
+    }
+    printf("tern %s\n", TERN_VERSION);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc, (void)argv;
+    usage(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0)
+        name = "help";
+    else if (strcmp(name, "-V") == 0 || strcmp(name, "--version") == 0)
+        name = "version";
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tern: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}

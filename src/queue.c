@@ -1,0 +1,590 @@
+/* queue.c - the durable spool. Nothing is acknowledged before it is on disk: the 250 reply
+ * to end of data (RFC 5321 4.1.1.4; 6.1 "MUST NOT lose the message") is sent only after
+ * queue_writer_commit has fsync'd the file, renamed it into queue/ and fsync'd queue/.
+ *
+ *   tmp/<qid>.<pid>          a reception in progress by process <pid>
+ *   tmp/<qid>.state.<pid>    a state file being rewritten by the queue manager <pid>
+ *   queue/<qid>              committed: envelope text, then the message content
+ *   state/<qid>              per-recipient state (an envelope_format), replaced atomically
+ *
+ * Every temporary name ends in ".<pid>" so the supervisor can remove a dead child's files. */
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define QUEUE_BUF_SIZE 65536
+#define QUEUE_ID_LEN 16
+/* Queue IDs count seconds from 2020-01-01T00:00:00Z: six base-36 digits last until 2089. */
+#define QUEUE_EPOCH 1577836800LL
+/* An envelope larger than this is garbage, not a message (1000 recipients fit in ~2 MiB). */
+#define ENVELOPE_MAX (32u * 1024 * 1024)
+
+static const char b36[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/* Write v as exactly width base-36 digits (most significant first), modulo 36^width. */
+static void put_b36(char *out, unsigned long long v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        out[i] = b36[v % 36];
+        v /= 36;
+    }
+}
+
+void queue_new_id(char out[QUEUE_ID_MAX])
+{
+    /* Layout: 6 digits seconds since QUEUE_EPOCH, 4 microseconds, 5 pid, 1 counter. Fixed
+     * width, so IDs sort by arrival time. The pid (Linux pid_max <= 2^22 < 36^5) keeps
+     * concurrent processes apart; the counter and the monotonic bump below keep one process's
+     * IDs apart. O_EXCL and a no-replace rename catch whatever is left (clock steps). */
+    static unsigned counter;
+    static long long last_sec, last_usec;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long sec = (long long)tv.tv_sec - QUEUE_EPOCH, usec = tv.tv_usec;
+    if (sec < 0)
+        sec = 0;
+    if (sec < last_sec || (sec == last_sec && usec <= last_usec)) {
+        sec = last_sec; /* never repeat (sec, usec) within a process, even if the clock steps */
+        usec = last_usec + 1;
+        if (usec >= 1000000) {
+            sec++;
+            usec = 0;
+        }
+    }
+    last_sec = sec;
+    last_usec = usec;
+    put_b36(out, (unsigned long long)sec, 6);
+    put_b36(out + 6, (unsigned long long)usec, 4);
+    put_b36(out + 10, (unsigned long long)getpid(), 5);
+    put_b36(out + 15, counter++, 1);
+    out[QUEUE_ID_LEN] = '\0';
+}
+
+bool queue_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= QUEUE_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
+            return false;
+    return true;
+}
+
+/* snprintf into a PATH_MAX buffer; false (errno ENAMETOOLONG) if it does not fit. */
+static bool path_fmt(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool path_fmt(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    return true;
+}
+
+/* Close, keeping the first error: close() can report a delayed write error (NFS, quota). */
+static int close_checked(int fd)
+{
+    return close(fd) < 0 && errno != EINTR ? -1 : 0;
+}
+
+int queue_init(const char *spool_dir)
+{
+    static const char *const subdirs[] = {"tmp", "queue", "state"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < ARRAY_LEN(subdirs); i++) {
+        if (!path_fmt(path, sizeof path, "%s/%s", spool_dir, subdirs[i]) || mkdir_p(path, 0700) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int queue_clean_tmp(const char *spool_dir, pid_t pid)
+{
+    char dirpath[PATH_MAX], path[PATH_MAX], suffix[32];
+    if (!path_fmt(dirpath, sizeof dirpath, "%s/tmp", spool_dir))
+        return -1;
+    DIR *d = opendir(dirpath);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int slen = snprintf(suffix, sizeof suffix, ".%ld", (long)pid);
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (name[0] == '.')
+            continue; /* ".", ".." and nothing we create */
+        size_t n = strlen(name);
+        if (pid > 0 && (n <= (size_t)slen || strcmp(name + n - (size_t)slen, suffix) != 0))
+            continue;
+        if (!path_fmt(path, sizeof path, "%s/%s", dirpath, name))
+            continue;
+        if (unlink(path) == 0) {
+            removed++;
+            log_info("removed unfinished queue file %s", path);
+        } else if (errno != ENOENT) {
+            log_warn("cannot remove %s: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    return removed;
+}
+
+int queue_clean_state(const char *spool_dir)
+{
+    char dirpath[PATH_MAX], path[PATH_MAX];
+    if (!path_fmt(dirpath, sizeof dirpath, "%s/state", spool_dir))
+        return -1;
+    DIR *d = opendir(dirpath);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!queue_id_valid(de->d_name))
+            continue;
+        struct stat st;
+        if (!path_fmt(path, sizeof path, "%s/queue/%s", spool_dir, de->d_name) ||
+            stat(path, &st) == 0 || errno != ENOENT)
+            continue;
+        if (!path_fmt(path, sizeof path, "%s/%s", dirpath, de->d_name))
+            continue;
+        if (unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+/* ---- writing a message ------------------------------------------------------------------ */
+
+struct queue_writer {
+    int fd;
+    int err;                  /* first write error (errno), sticky: commit then fails */
+    size_t used;              /* bytes in buf */
+    char tmp_path[PATH_MAX];
+    char queue_path[PATH_MAX];
+    char queue_dir[PATH_MAX];
+    char buf[QUEUE_BUF_SIZE];
+};
+
+/* Remove the temporary file and free w, preserving errno for the caller. */
+static void writer_discard(struct queue_writer *w)
+{
+    int saved = errno;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (unlink(w->tmp_path) < 0 && errno != ENOENT)
+        log_warn("cannot remove %s: %s", w->tmp_path, strerror(errno));
+    free(w);
+    errno = saved;
+}
+
+static int writer_flush(struct queue_writer *w)
+{
+    if (w->err) {
+        errno = w->err;
+        return -1;
+    }
+    if (w->used > 0 && write_all(w->fd, w->buf, w->used) < 0) {
+        w->err = errno ? errno : EIO;
+        return -1;
+    }
+    w->used = 0;
+    return 0;
+}
+
+struct queue_writer *queue_writer_open(const char *spool_dir, struct envelope *env)
+{
+    struct queue_writer *w = malloc(sizeof *w);
+    if (!w)
+        return NULL;
+    w->err = 0;
+    w->used = 0;
+    w->fd = -1;
+    if (!path_fmt(w->queue_dir, sizeof w->queue_dir, "%s/queue", spool_dir)) {
+        free(w);
+        return NULL;
+    }
+    bool initialised = false;
+    for (int attempt = 0; w->fd < 0; attempt++) {
+        queue_new_id(env->qid);
+        if (!path_fmt(w->tmp_path, sizeof w->tmp_path, "%s/tmp/%s.%ld", spool_dir, env->qid,
+                      (long)getpid()) ||
+            !path_fmt(w->queue_path, sizeof w->queue_path, "%s/%s", w->queue_dir, env->qid)) {
+            free(w);
+            return NULL;
+        }
+        /* An ID already committed (clock stepped back) must not be reused. */
+        struct stat st;
+        if (lstat(w->queue_path, &st) == 0 && attempt < 100)
+            continue;
+        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (w->fd >= 0)
+            break;
+        if (errno == EEXIST && attempt < 100)
+            continue;
+        if (errno == ENOENT && !initialised) {
+            /* The spool was never set up (or was removed under us): create it once. */
+            initialised = true;
+            if (queue_init(spool_dir) == 0)
+                continue;
+        }
+        int saved = errno;
+        free(w);
+        errno = saved;
+        return NULL;
+    }
+    size_t len;
+    char *text = envelope_format(env, &len);
+    int rc = queue_writer_write(w, text, len);
+    free(text);
+    if (rc < 0) {
+        writer_discard(w);
+        return NULL;
+    }
+    return w;
+}
+
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len)
+{
+    if (w->err) {
+        errno = w->err;
+        return -1;
+    }
+    if (len > sizeof w->buf - w->used) {
+        if (writer_flush(w) < 0)
+            return -1;
+        if (len >= sizeof w->buf) { /* large block: straight through, no copy */
+            if (write_all(w->fd, buf, len) < 0) {
+                w->err = errno ? errno : EIO;
+                return -1;
+            }
+            return 0;
+        }
+    }
+    memcpy(w->buf + w->used, buf, len);
+    w->used += len;
+    return 0;
+}
+
+/* rename() that refuses to replace an existing queue file: an ID collision must fail the
+ * transaction, never overwrite a message somebody already got a 250 for. Falls back to
+ * link()+unlink() where renameat2 is unsupported. */
+static int rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+        return -1;
+    if (link(from, to) < 0)
+        return -1;
+    if (unlink(from) < 0)
+        log_warn("cannot remove %s: %s", from, strerror(errno)); /* a harmless extra link */
+    return 0;
+}
+
+int queue_writer_commit(struct queue_writer *w)
+{
+    if (writer_flush(w) < 0 || fsync(w->fd) < 0) {
+        writer_discard(w);
+        return -1;
+    }
+    int fd = w->fd;
+    w->fd = -1;
+    if (close_checked(fd) < 0 || rename_noreplace(w->tmp_path, w->queue_path) < 0) {
+        writer_discard(w);
+        return -1;
+    }
+    if (fsync_dir(w->queue_dir) < 0) {
+        /* The rename may not survive a crash, so we must not answer 250. Take the file back
+         * (best effort; if the queue manager already delivered it, the client's retry gives a
+         * duplicate, which is the lesser evil). */
+        int saved = errno;
+        if (unlink(w->queue_path) < 0 && errno != ENOENT)
+            log_warn("cannot remove %s: %s", w->queue_path, strerror(errno));
+        free(w);
+        errno = saved;
+        return -1;
+    }
+    free(w);
+    return 0;
+}
+
+void queue_writer_abort(struct queue_writer *w)
+{
+    if (w)
+        writer_discard(w);
+}
+
+/* ---- the queue manager's side ----------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int queue_scan(const char *spool_dir, void (*fn)(const char *qid, void *arg), void *arg)
+{
+    char dirpath[PATH_MAX];
+    if (!path_fmt(dirpath, sizeof dirpath, "%s/queue", spool_dir))
+        return -1;
+    DIR *d = opendir(dirpath);
+    if (!d)
+        return -1;
+    /* Collect first: fn may remove files, and sorted IDs mean oldest first. */
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!queue_id_valid(de->d_name))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = xrealloc(ids, cap * sizeof *ids);
+        }
+        ids[n++] = xstrdup(de->d_name);
+        errno = 0;
+    }
+    int err = errno;
+    closedir(d);
+    if (n > 0)
+        qsort(ids, n, sizeof *ids, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (!err)
+            fn(ids[i], arg);
+        free(ids[i]);
+    }
+    free(ids);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Read the envelope at the head of fd: up to and including the first empty line. */
+static int read_envelope(int fd, struct envelope *env, off_t *consumed)
+{
+    size_t cap = 8192, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len == cap) {
+            if (cap >= ENVELOPE_MAX)
+                break;
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t r = pread(fd, buf + len, cap - len, (off_t)len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            free(buf);
+            errno = saved;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        size_t from = len > 0 ? len - 1 : 0;
+        len += (size_t)r;
+        /* The envelope ends at the first "\n\n" (values are xtext: no newlines inside). */
+        for (size_t i = from; i + 1 < len; i++)
+            if (buf[i] == '\n' && buf[i + 1] == '\n') {
+                size_t used = envelope_parse(env, buf, i + 2);
+                free(buf);
+                if (used != i + 2) {
+                    errno = EBADMSG;
+                    return -1;
+                }
+                *consumed = (off_t)used;
+                return 0;
+            }
+    }
+    free(buf);
+    errno = EBADMSG;
+    return -1;
+}
+
+/* Read a whole small file into a malloc'd buffer. */
+static char *read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 8192, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n == cap) {
+            if (cap >= ENVELOPE_MAX) {
+                errno = EFBIG;
+                break;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        if (r == 0) {
+            close(fd);
+            *len = n;
+            return buf;
+        }
+        n += (size_t)r;
+    }
+    int saved = errno;
+    close(fd);
+    free(buf);
+    errno = saved;
+    return NULL;
+}
+
+/* Take per-recipient state from state/<qid> if it describes the same message. A state file
+ * that is damaged or belongs to another message (an ID reused after a crash left it behind)
+ * is ignored: at worst a recipient is attempted again. */
+static void merge_state(const char *spool_dir, struct envelope *env)
+{
+    char path[PATH_MAX];
+    size_t len;
+    if (!path_fmt(path, sizeof path, "%s/state/%s", spool_dir, env->qid))
+        return;
+    char *text = read_file(path, &len);
+    if (!text) {
+        if (errno != ENOENT)
+            log_warn("cannot read %s: %s", path, strerror(errno));
+        return;
+    }
+    struct envelope st;
+    envelope_init(&st);
+    bool ok = envelope_parse(&st, text, len) == len && strcmp(st.qid, env->qid) == 0 &&
+              st.arrival == env->arrival && st.nrcpts == env->nrcpts;
+    for (size_t i = 0; ok && i < env->nrcpts; i++)
+        ok = strcmp(st.rcpts[i].addr, env->rcpts[i].addr) == 0;
+    if (ok) {
+        for (size_t i = 0; i < env->nrcpts; i++) {
+            struct envelope_rcpt *d = &env->rcpts[i], *s = &st.rcpts[i];
+            d->status = s->status;
+            d->attempts = s->attempts;
+            d->next_try = s->next_try;
+            char *t = d->last_reply;
+            d->last_reply = s->last_reply;
+            s->last_reply = t;
+        }
+    } else {
+        log_warn("ignoring damaged or stale state file %s", path);
+    }
+    envelope_free(&st);
+    free(text);
+}
+
+int queue_load(const char *spool_dir, const char *qid, struct envelope *env, int *fd,
+               off_t *content_off)
+{
+    char path[PATH_MAX];
+    if (!queue_id_valid(qid)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!path_fmt(path, sizeof path, "%s/queue/%s", spool_dir, qid))
+        return -1;
+    int f = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f < 0)
+        return -1;
+    off_t off;
+    if (read_envelope(f, env, &off) < 0) {
+        int saved = errno;
+        close(f);
+        errno = saved;
+        return -1;
+    }
+    if (strcmp(env->qid, qid) != 0) { /* a file renamed by hand, or damaged */
+        close(f);
+        errno = EBADMSG;
+        return -1;
+    }
+    merge_state(spool_dir, env);
+    *fd = f;
+    *content_off = off;
+    return 0;
+}
+
+int queue_save_state(const char *spool_dir, const struct envelope *env)
+{
+    char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
+    if (!queue_id_valid(env->qid)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!path_fmt(tmp, sizeof tmp, "%s/tmp/%s.state.%ld", spool_dir, env->qid, (long)getpid()) ||
+        !path_fmt(dir, sizeof dir, "%s/state", spool_dir) ||
+        !path_fmt(dst, sizeof dst, "%s/%s", dir, env->qid))
+        return -1;
+    size_t len;
+    char *text = envelope_format(env, &len);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int rc = -1;
+    if (fd >= 0) {
+        rc = write_all(fd, text, len) == 0 && fsync(fd) == 0 ? 0 : -1;
+        int saved = errno;
+        if (close_checked(fd) < 0 && rc == 0) {
+            saved = errno;
+            rc = -1;
+        }
+        errno = saved;
+        if (rc == 0)
+            rc = rename(tmp, dst) == 0 && fsync_dir(dir) == 0 ? 0 : -1;
+        if (rc < 0) {
+            saved = errno;
+            unlink(tmp);
+            errno = saved;
+        }
+    }
+    int saved = errno;
+    free(text);
+    errno = saved;
+    return rc;
+}
+
+int queue_remove(const char *spool_dir, const char *qid)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+    if (!queue_id_valid(qid)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!path_fmt(dir, sizeof dir, "%s/queue", spool_dir) ||
+        !path_fmt(path, sizeof path, "%s/%s", dir, qid))
+        return -1;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    /* Make the removal durable before dropping the state: a queue file must never come
+     * back after a crash without the state that says its recipients are done. */
+    if (fsync_dir(dir) < 0)
+        return -1;
+    if (!path_fmt(path, sizeof path, "%s/state/%s", spool_dir, qid))
+        return -1;
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* queue.h - the durable queue (spool): nothing is acknowledged before it is on disk.
+ *
+ * Layout under the spool directory:
+ *   tmp/<qid>.<pid>  being received by process <pid> (deleted on recovery); the queue
+ *                    manager's state rewrites use tmp/<qid>.state.<pid>
+ *   queue/<qid>   committed: envelope (envelope_format) followed by the message content
+ *   state/<qid>   per-recipient delivery state, rewritten atomically by the queue manager
+ * Commit = fsync(tmp file), rename into queue/, fsync(queue/). The 250 reply to end of data
+ * is sent only after queue_writer_commit returned 0 (RFC 5321 4.1.1.4, 6.1). */
+#ifndef TERN_QUEUE_H
+#define TERN_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "envelope.h"
+
+/* Create spool subdirectories if missing. 0 on success, -1 with errno. */
+int queue_init(const char *spool_dir);
+/* Delete leftovers in tmp/ (files of receptions that never committed). With pid > 0, only
+ * files written by that process (a worker that died). Returns the number removed. */
+int queue_clean_tmp(const char *spool_dir, pid_t pid);
+
+/* A new unique queue ID (16 chars of [0-9A-Z]: time, pid and a counter), into out. */
+void queue_new_id(char out[QUEUE_ID_MAX]);
+/* Could s be a queue ID (1..QUEUE_ID_MAX-1 chars of [0-9A-Z])? Filters directory listings. */
+bool queue_id_valid(const char *s);
+
+struct queue_writer;
+/* Start a message: picks env->qid (written into env), creates tmp/<qid> with O_EXCL and
+ * writes the envelope. Returns NULL with errno on failure. */
+struct queue_writer *queue_writer_open(const char *spool_dir, struct envelope *env);
+/* Append content. Buffered; 0 on success, -1 with errno (ENOSPC, EDQUOT...). */
+int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
+/* Flush, fsync, rename into queue/ and fsync the directory. Frees w. 0 on success or -1 with
+ * errno, in which case the temporary file is removed and nothing was queued. */
+int queue_writer_commit(struct queue_writer *w);
+/* Give up on the message; removes the temporary file. Frees w. */
+void queue_writer_abort(struct queue_writer *w);
+
+/* For the queue manager: */
+/* List committed queue IDs; calls fn for each. Returns the count or -1. */
+int queue_scan(const char *spool_dir, void (*fn)(const char *qid, void *arg), void *arg);
+/* Load envelope (with the latest per-recipient state from state/<qid> when present) and open
+ * the content: *fd is an open read-only descriptor positioned nowhere in particular and
+ * *content_off the offset where the message content starts. 0 on success, -1 on error
+ * (errno ENOENT: gone; EBADMSG: the envelope is damaged). env must be initialised
+ * (envelope_init) and is replaced; the caller frees it in either case. A state file that
+ * is damaged or belongs to another message is ignored (logged). */
+int queue_load(const char *spool_dir, const char *qid, struct envelope *env, int *fd,
+               off_t *content_off);
+/* Persist per-recipient state atomically (tmp, fsync, rename, fsync dir). */
+int queue_save_state(const char *spool_dir, const struct envelope *env);
+/* Remove a message whose recipients are all done (queue file first, then state). */
+int queue_remove(const char *spool_dir, const char *qid);
+/* Delete state/<qid> files whose queue/<qid> is gone (a crash inside queue_remove). Returns
+ * the number removed or -1. Run by the queue manager at start. */
+int queue_clean_state(const char *spool_dir);
+
+#endif

@@ -1,0 +1,76 @@
+/* reply.c - the reply table (see reply.h). Texts are written for the person reading a transcript:
+ * they say what went wrong and, where it helps, what to do. */
+#include "reply.h"
+
+#include <stdio.h>
+
+struct reply_def {
+    short code;
+    const char *esc;
+    const char *text;
+};
+
+static const struct reply_def replies[RP__COUNT] = {
+    [RP_GREETING] = {220, "", "ESMTP tern"},
+    [RP_TLS_READY] = {220, "2.0.0", "Ready to start TLS"},
+    [RP_BYE] = {221, "2.0.0", "Bye"},
+    [RP_HELP] = {214, "2.0.0", "See RFC 5321"},
+    [RP_OK] = {250, "2.0.0", "Ok"},
+    [RP_HELO] = {250, "", "Hello"},
+    [RP_MAIL_OK] = {250, "2.1.0", "Sender ok"},
+    [RP_RCPT_OK] = {250, "2.1.5", "Recipient ok"},
+    [RP_QUEUED] = {250, "2.0.0", "Ok: queued"},
+    [RP_CHUNK_OK] = {250, "2.0.0", "Chunk received"},
+    [RP_VRFY_OK] = {250, "2.1.5", "Mailbox exists"},
+    [RP_CANNOT_VRFY] = {252, "2.1.5", "Cannot VRFY user, but will accept message and attempt delivery"},
+    [RP_START_DATA] = {354, "", "End data with <CR><LF>.<CR><LF>"},
+    [RP_SHUTDOWN] = {421, "4.3.2", "Service shutting down, closing connection; try again later"},
+    [RP_TIMEOUT] = {421, "4.4.2", "Timeout waiting for client input, closing connection"},
+    [RP_TOO_MANY_ERRORS] = {421, "4.7.0", "Too many errors, closing connection"},
+    [RP_TOO_MANY_CONN] = {421, "4.7.0", "Too many connections, try again later"},
+    [RP_TLS_UNAVAILABLE] = {454, "4.7.0", "TLS not available due to temporary reason"},
+    [RP_LOCAL_ERROR] = {451, "4.3.0", "Local error in processing, try again later"},
+    [RP_NO_STORAGE] = {452, "4.3.1", "Insufficient system storage, try again later"},
+    [RP_TOO_MANY_RCPTS] = {452, "4.5.3", "Too many recipients"},
+    [RP_UNKNOWN_CMD] = {500, "5.5.2", "Command unrecognized"},
+    [RP_LINE_TOO_LONG] = {500, "5.5.2", "Line too long (RFC 5321 4.5.3.1.4: 512 octets)"},
+    [RP_SYNTAX] = {501, "5.5.4", "Syntax error in parameters or arguments"},
+    [RP_BAD_SENDER] = {501, "5.1.7", "Bad sender address syntax"},
+    [RP_BAD_RCPT] = {501, "5.1.3", "Bad recipient address syntax"},
+    [RP_NOT_IMPLEMENTED] = {502, "5.5.1", "Command not implemented"},
+    [RP_BAD_SEQUENCE] = {503, "5.5.1", "Bad sequence of commands"},
+    [RP_TLS_REQUIRED] = {530, "5.7.0", "Must issue a STARTTLS command first"},
+    [RP_PARAM_NOT_IMPL] = {504, "5.5.4", "Command parameter not implemented"},
+    [RP_NO_MAILBOX] = {550, "5.1.1", "No such user here"},
+    [RP_MSG_REFUSED] = {550, "5.6.0", "Message refused"},
+    [RP_SIZE_EXCEEDED] = {552, "5.3.4", "Message size exceeds fixed limit"},
+    [R_NEED_UTF8] = {553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter (RFC 6531)"},
+    [RP_PATH_TOO_LONG] = {553, "5.1.0", "Address too long (RFC 5321 4.5.3.1)"},
+    [RP_RELAY_DENIED] = {554, "5.7.1", "Relay access denied"},
+    [RP_PARAM_UNKNOWN] = {555, "5.5.4", "Unsupported parameter"},
+};
+
+int reply_code(enum reply_id id)
+{
+    return replies[id].code;
+}
+
+const char *reply_esc(enum reply_id id)
+{
+    return replies[id].esc;
+}
+
+const char *reply_text(enum reply_id id)
+{
+    return replies[id].text;
+}
+
+size_t reply_format(char *buf, size_t cap, enum reply_id id, bool more, const char *text)
+{
+    const struct reply_def *r = &replies[id];
+    int n = snprintf(buf, cap, "%d%c%s%s%s\r\n", r->code, more ? '-' : ' ', r->esc,
+                     r->esc[0] ? " " : "", text ? text : r->text);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}

@@ -1,0 +1,60 @@
+/* reply.h - every SMTP reply tern sends, in one table: code (RFC 5321 4.2), enhanced status
+ * code (RFC 3463, sent on every reply after the greeting as RFC 2034 asks, except the replies
+ * to HELO/EHLO and 3xx intermediate replies), and default text. */
+#ifndef TERN_REPLY_H
+#define TERN_REPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum reply_id {
+    RP_GREETING,          /* 220 */
+    RP_TLS_READY,         /* 220 2.0.0 */
+    RP_BYE,               /* 221 2.0.0 */
+    RP_HELP,              /* 214 2.0.0 */
+    RP_OK,                /* 250 2.0.0 */
+    RP_HELO,              /* 250 (no enhanced code: RFC 2034 3) */
+    RP_MAIL_OK,           /* 250 2.1.0 */
+    RP_RCPT_OK,           /* 250 2.1.5 */
+    RP_QUEUED,            /* 250 2.0.0 */
+    RP_CHUNK_OK,          /* 250 2.0.0 */
+    RP_VRFY_OK,           /* 250 2.1.5 */
+    RP_CANNOT_VRFY,       /* 252 2.1.5 */
+    RP_START_DATA,        /* 354 */
+    RP_SHUTDOWN,          /* 421 4.3.2 */
+    RP_TIMEOUT,           /* 421 4.4.2 */
+    RP_TOO_MANY_ERRORS,   /* 421 4.7.0 */
+    RP_TOO_MANY_CONN,     /* 421 4.7.0 */
+    RP_TLS_UNAVAILABLE,   /* 454 4.7.0 */
+    RP_LOCAL_ERROR,       /* 451 4.3.0 */
+    RP_NO_STORAGE,        /* 452 4.3.1 */
+    RP_TOO_MANY_RCPTS,    /* 452 4.5.3 */
+    RP_UNKNOWN_CMD,       /* 500 5.5.2 */
+    RP_LINE_TOO_LONG,     /* 500 5.5.2 */
+    RP_SYNTAX,            /* 501 5.5.4 */
+    RP_BAD_SENDER,        /* 501 5.1.7 */
+    RP_BAD_RCPT,          /* 501 5.1.3 */
+    RP_NOT_IMPLEMENTED,   /* 502 5.5.1 */
+    RP_BAD_SEQUENCE,      /* 503 5.5.1 */
+    RP_TLS_REQUIRED,      /* 530 5.7.0 */
+    RP_PARAM_NOT_IMPL,    /* 504 5.5.4 */
+    RP_NO_MAILBOX,        /* 550 5.1.1 */
+    RP_MSG_REFUSED,       /* 550 5.6.0 */
+    RP_SIZE_EXCEEDED,     /* 552 5.3.4 */
+    R_NEED_UTF8,         /* 553 5.6.7 */
+    RP_PATH_TOO_LONG,     /* 553 5.1.0 */
+    RP_RELAY_DENIED,      /* 554 5.7.1 */
+    RP_PARAM_UNKNOWN,     /* 555 5.5.4 */
+    RP__COUNT
+};
+
+int reply_code(enum reply_id id);
+const char *reply_esc(enum reply_id id);  /* "" where none is sent */
+const char *reply_text(enum reply_id id); /* default text */
+
+/* Format one reply line "CODE[-| ]ESC text\r\n" into buf. text NULL means the default text.
+ * Returns the length, or 0 if it did not fit (callers use buffers of SMTP_REPLY_MAX). */
+#define SMTP_REPLY_MAX 512
+size_t reply_format(char *buf, size_t cap, enum reply_id id, bool more, const char *text);
+
+#endif

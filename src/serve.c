@@ -1,0 +1,912 @@
+/* serve.c - the supervisor behind `tern serve` (see serve.h and docs/architecture.md).
+ *
+ * A "generation" is one loaded configuration with its TLS contexts, its user, its share of
+ * the listening sockets and its children: N SMTP workers and one queue manager. SIGHUP builds
+ * a new generation beside the running one and retires the old (SIGTERM: its workers stop
+ * accepting and finish their sessions); listening sockets whose address stays are handed
+ * over, so no connection is refused during a reload. Signals arrive through a signalfd read
+ * by a small poll loop whose timeout is the next timer (restart back-off, SIGKILL deadline).
+ *
+ * Started as root, the supervisor keeps root only to bind, to hand directories to the
+ * unprivileged user and to restart children; it parses no network input. Whatever touches
+ * the spool's contents runs as the unprivileged user (children, or a short-lived helper). */
+#include "serve.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "privsep.h"
+#include "qmgr.h"
+#include "queue.h"
+#include "server.h"
+#include "tls.h"
+#include "util.h"
+
+#define LISTEN_BACKLOG 1024
+#define QUICK_CRASH_MS 10000 /* a child dying sooner than this after its start is backed off */
+#define BACKOFF_MAX 30       /* seconds; the back-off starts at 1 s and doubles */
+#define KILL_EXTRA 5         /* seconds after shutdown_grace before SIGKILL */
+
+enum child_kind { CHILD_WORKER, CHILD_QMGR };
+
+struct child {
+    enum child_kind kind;
+    int num;            /* worker number from 1, for the log */
+    pid_t pid;          /* 0: not running */
+    int64_t started;    /* monotonic ms */
+    int backoff;        /* seconds waited before the last restart (0: none) */
+    bool pending;       /* start it at restart_at */
+    int64_t restart_at; /* monotonic ms */
+};
+
+struct generation {
+    unsigned id;
+    struct config cfg;
+    struct run_user user;
+    struct tls_server *tls;     /* NULL: no certificate configured */
+    struct listener_fd *fds;    /* one per cfg.listen[], pointing into it */
+    size_t nfds;
+    struct child *children;     /* the workers, then the queue manager */
+    size_t nchildren;
+    bool retiring;
+    int64_t kill_at;            /* retiring: SIGKILL what is left at this time (0: done) */
+    struct generation *next;    /* the list of retiring generations */
+};
+
+/* A listening socket of the supervisor. Kept across reloads while its address is listed. */
+struct sock {
+    int fd;
+    char addr[64];
+    unsigned short port;
+};
+
+static struct {
+    const char *config_path;    /* NULL: the embedded default */
+    pid_t pid;
+    int sigfd;
+    struct sock socks[2 * CONFIG_MAX_LISTEN]; /* during a reload: old and new addresses */
+    size_t nsocks;
+    struct generation *cur;
+    struct generation *retired;
+    unsigned ngen;
+    bool stopping;
+    int64_t kill_at;            /* stopping: SIGKILL what is left at this time (0: done) */
+} sv = {.sigfd = -1};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *kind_name(enum listen_kind k)
+{
+    switch (k) {
+    case LISTEN_SMTP: return "smtp";
+    case LISTEN_SUBMISSION: return "submission";
+    case LISTEN_SMTPS: return "smtps";
+    }
+    return "?";
+}
+
+static void addr_name(const char *addr, unsigned port, char *out, size_t cap)
+{
+    snprintf(out, cap, strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr, port);
+}
+
+/* In a fresh child: the supervisor's fork() left stdio buffers it may flush twice. */
+static void flush_stdio(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+}
+
+/* Fatal errors at startup go to stderr even when the log goes to syslog: whoever started
+ * tern in a terminal must see why it did not start. */
+static void startup_error(const struct generation *g, const char *msg)
+{
+    fprintf(stderr, "%s\n", msg);
+    if (g && g->cfg.log_target == LOG_TO_SYSLOG)
+        log_err("%s", msg);
+}
+
+/* ---- unprivileged helpers --------------------------------------------------------------- */
+
+struct spool_job {
+    const char *spool;
+    bool recover;   /* startup: drop every unfinished reception */
+    pid_t deadpid;  /* > 0: drop the unfinished files of this dead child */
+};
+
+static int spool_job_run(const struct spool_job *j)
+{
+    if (j->deadpid > 0)
+        return queue_clean_tmp(j->spool, j->deadpid) < 0 ? -1 : 0;
+    if (queue_init(j->spool) < 0) {
+        log_err("cannot create the spool directories under %s: %s", j->spool, strerror(errno));
+        return -1;
+    }
+    if (j->recover) {
+        int n = queue_clean_tmp(j->spool, 0);
+        if (n < 0) {
+            log_err("cannot clean %s/tmp: %s", j->spool, strerror(errno));
+            return -1;
+        }
+        if (n > 0)
+            log_info("recovery: removed %d unfinished receptions from %s/tmp", n, j->spool);
+    }
+    return 0;
+}
+
+/* Run a spool job as the unprivileged user: as root, in a short-lived child that drops
+ * privileges first, so a symlink the children may have planted in the spool never makes
+ * root delete or create anything. 0 on success, -1 (the reason is logged). */
+static int spool_job(const struct run_user *u, const struct spool_job *j)
+{
+    if (!u->drop)
+        return spool_job_run(j);
+    flush_stdio();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_err("cannot fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        /* _exit: nothing of the supervisor's to flush or free here. */
+        if (privsep_drop(u) < 0)
+            _exit(1);
+        _exit(spool_job_run(j) < 0 ? 1 : 0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            log_err("waitpid: %s", strerror(errno));
+            return -1;
+        }
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* ---- directories ------------------------------------------------------------------------- */
+
+/* The fixed part of the Maildir pattern (its directories before the first '%'), and whether
+ * the component after it is exactly "%d" (one directory per domain: "var/mail/%d/%u"). */
+static bool maildir_base(const char *pattern, char *base, size_t cap, bool *per_domain)
+{
+    const char *pct = strchr(pattern, '%');
+    const char *end = pct ? pct : pattern + strlen(pattern);
+    const char *slash = NULL;
+    for (const char *p = pattern; p < end; p++)
+        if (*p == '/')
+            slash = p;
+    *per_domain = pct && slash == pct - 1 && strncmp(pct, "%d/", 3) == 0;
+    if (!slash)
+        return str_copy(base, cap, ".");
+    if (slash == pattern)
+        return str_copy(base, cap, "/");
+    size_t n = (size_t)(slash - pattern);
+    if (n >= cap)
+        return false;
+    memcpy(base, pattern, n);
+    base[n] = '\0';
+    return true;
+}
+
+/* mkdir -p, with mode only for the last component: the ones above must stay traversable
+ * by the unprivileged user when root creates them ("var" of "var/spool"). */
+static int make_dir(const char *path, unsigned mode)
+{
+    char parent[4096];
+    if (!str_copy(parent, sizeof parent, path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char *slash = strrchr(parent, '/');
+    while (slash && slash > parent && slash[1] == '\0') { /* trailing slashes */
+        *slash = '\0';
+        slash = strrchr(parent, '/');
+    }
+    if (slash && slash > parent) {
+        *slash = '\0';
+        if (mkdir_p(parent, 0755) < 0)
+            return -1;
+    }
+    return mkdir_p(path, mode);
+}
+
+/* The spool and the top of the Maildir tree: create them, and as root give them to the
+ * user (the spool is tern's own; so is a Maildir tree we create, and each per-domain
+ * directory, which only root may be able to create: /var/mail is root's on Debian).
+ * recover: also drop unfinished receptions (startup only: at a reload, running workers
+ * are still writing theirs). */
+static int prepare_dirs(const struct generation *g, bool recover, char *err, size_t errlen)
+{
+    const struct config *cfg = &g->cfg;
+    const struct run_user *u = &g->user;
+    if (make_dir(cfg->spool_dir, 0700) < 0) {
+        snprintf(err, errlen, "cannot create the spool %s: %s", cfg->spool_dir, strerror(errno));
+        return -1;
+    }
+    if (u->drop) {
+        if (privsep_chown_dir(AT_FDCWD, cfg->spool_dir, u) < 0) {
+            snprintf(err, errlen, "cannot give the spool %s to user %s: %s", cfg->spool_dir,
+                     u->name, strerror(errno));
+            return -1;
+        }
+        /* Subdirectories left by a run as another user. */
+        int dfd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+            snprintf(err, errlen, "cannot open the spool %s: %s", cfg->spool_dir, strerror(errno));
+            return -1;
+        }
+        static const char *const subdirs[] = {"tmp", "queue", "state"};
+        for (size_t i = 0; i < ARRAY_LEN(subdirs); i++) {
+            if (privsep_chown_dir(dfd, subdirs[i], u) < 0 && errno != ENOENT) {
+                snprintf(err, errlen, "cannot give %s/%s to user %s: %s", cfg->spool_dir,
+                         subdirs[i], u->name, strerror(errno));
+                close(dfd);
+                return -1;
+            }
+        }
+        close(dfd);
+    }
+    struct spool_job job = {.spool = cfg->spool_dir, .recover = recover};
+    if (spool_job(u, &job) < 0) {
+        snprintf(err, errlen, "cannot prepare the spool %s as user %s (see the messages above)",
+                 cfg->spool_dir, u->name);
+        return -1;
+    }
+
+    char base[1100]; /* config.c limits the pattern to 1024 characters */
+    bool per_domain;
+    if (!maildir_base(cfg->maildir, base, sizeof base, &per_domain)) {
+        snprintf(err, errlen, "maildir %s: path too long", cfg->maildir);
+        return -1;
+    }
+    struct stat st;
+    bool created = false;
+    if (stat(base, &st) < 0) {
+        if (errno != ENOENT || mkdir_p(base, 0755) < 0) {
+            snprintf(err, errlen, "cannot create the Maildir tree %s: %s", base, strerror(errno));
+            return -1;
+        }
+        created = true;
+    }
+    if (!u->drop)
+        return 0; /* the queue manager creates whatever else it needs as this same user */
+    if (created && privsep_chown_dir(AT_FDCWD, base, u) < 0) {
+        snprintf(err, errlen, "cannot give %s to user %s: %s", base, u->name, strerror(errno));
+        return -1;
+    }
+    if (!per_domain)
+        return 0;
+    int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (bfd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", base, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nlocal_domains; i++) {
+        const char *d = cfg->local_domains[i];
+        if (d[0] == '.' || strchr(d, '/'))
+            continue; /* never a path: config_maildir_path refuses it as well */
+        if ((mkdirat(bfd, d, 0700) < 0 && errno != EEXIST) || privsep_chown_dir(bfd, d, u) < 0) {
+            snprintf(err, errlen, "cannot create %s/%s for user %s: %s", base, d, u->name,
+                     strerror(errno));
+            close(bfd);
+            return -1;
+        }
+    }
+    close(bfd);
+    return 0;
+}
+
+/* ---- listening sockets ------------------------------------------------------------------- */
+
+/* The socket address of a listen line (config.c guarantees a numeric address). */
+static socklen_t listen_sockaddr(const struct listen_cfg *l, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (strchr(l->addr, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(l->port);
+        return inet_pton(AF_INET6, l->addr, &s6->sin6_addr) == 1 ? sizeof *s6 : 0;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(l->port);
+    return inet_pton(AF_INET, l->addr, &s4->sin_addr) == 1 ? sizeof *s4 : 0;
+}
+
+static int sock_bind(const struct listen_cfg *l, char *err, size_t errlen)
+{
+    char name[96];
+    addr_name(l->addr, l->port, name, sizeof name);
+    struct sockaddr_storage ss;
+    socklen_t len = listen_sockaddr(l, &ss);
+    if (len == 0) {
+        snprintf(err, errlen, "cannot listen on %s: not a numeric address", name);
+        return -1;
+    }
+    /* Non-blocking: every worker accepts on it, and libevent accepts until EAGAIN. Close on
+     * exec is harmless: children are forked, never executed. */
+    int one = 1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, errlen, "cannot listen on %s: %s%s", name, strerror(e),
+                 e == EACCES && l->port < 1024 && geteuid() != 0
+                     ? " (ports below 1024 need root)" : "");
+        return -1;
+    }
+    return fd;
+}
+
+static struct sock *sock_find(const char *addr, unsigned short port)
+{
+    for (size_t i = 0; i < sv.nsocks; i++)
+        if (sv.socks[i].port == port && strcmp(sv.socks[i].addr, addr) == 0)
+            return &sv.socks[i];
+    return NULL;
+}
+
+/* Give g a socket for every listen line: the one already open for the address, or a new
+ * one. On failure the sockets opened here are closed again and the old set is intact. */
+static int gen_bind(struct generation *g, char *err, size_t errlen)
+{
+    size_t first_new = sv.nsocks;
+    g->fds = xcalloc(g->cfg.nlisten, sizeof *g->fds);
+    g->nfds = g->cfg.nlisten;
+    for (size_t i = 0; i < g->cfg.nlisten; i++) {
+        const struct listen_cfg *l = &g->cfg.listen[i];
+        struct sock *s = sock_find(l->addr, l->port);
+        if (!s) {
+            int fd = sv.nsocks < ARRAY_LEN(sv.socks) ? sock_bind(l, err, errlen) : -1;
+            if (fd < 0) {
+                if (sv.nsocks >= ARRAY_LEN(sv.socks))
+                    snprintf(err, errlen, "cannot listen on %s port %u: too many sockets",
+                             l->addr, l->port);
+                while (sv.nsocks > first_new)
+                    close(sv.socks[--sv.nsocks].fd);
+                return -1;
+            }
+            s = &sv.socks[sv.nsocks++];
+            s->fd = fd;
+            s->port = l->port;
+            str_copy(s->addr, sizeof s->addr, l->addr);
+        }
+        g->fds[i].fd = s->fd;
+        g->fds[i].cfg = l;
+    }
+    for (size_t i = 0; i < g->nfds; i++) {
+        char name[96];
+        addr_name(g->fds[i].cfg->addr, g->fds[i].cfg->port, name, sizeof name);
+        log_info("listening on %s (%s)", name, kind_name(g->fds[i].cfg->kind));
+    }
+    return 0;
+}
+
+static bool gen_has_fd(const struct generation *g, int fd)
+{
+    for (size_t i = 0; i < g->nfds; i++)
+        if (g->fds[i].fd == fd)
+            return true;
+    return false;
+}
+
+/* After a reload: close the sockets the current configuration no longer lists (the old
+ * workers hold their own copies until they exit). */
+static void socks_prune(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sv.nsocks; i++) {
+        struct sock *s = &sv.socks[i];
+        if (gen_has_fd(sv.cur, s->fd)) {
+            sv.socks[n++] = *s;
+            continue;
+        }
+        char name[96];
+        addr_name(s->addr, s->port, name, sizeof name);
+        log_info("no longer listening on %s", name);
+        close(s->fd);
+    }
+    sv.nsocks = n;
+}
+
+/* ---- generations -------------------------------------------------------------------------- */
+
+static void gen_free(struct generation *g)
+{
+    if (!g)
+        return;
+    config_free(&g->cfg);
+    tls_server_free(g->tls);
+    free(g->fds);
+    free(g->children);
+    free(g);
+}
+
+/* Load the configuration and everything that can fail before a child starts: the user and
+ * the TLS contexts (read here, possibly as root, and inherited by the workers). */
+static struct generation *gen_new(char *err, size_t errlen)
+{
+    struct generation *g = xcalloc(1, sizeof *g);
+    if (config_load(&g->cfg, sv.config_path, err, errlen) < 0 ||
+        privsep_resolve(g->cfg.user, &g->user, err, errlen) < 0)
+        goto fail;
+    g->tls = tls_server_new(&g->cfg, err, errlen);
+    if (!g->tls && err[0])
+        goto fail;
+    long n = g->cfg.workers;
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    g->nchildren = (size_t)n + 1;
+    g->children = xcalloc(g->nchildren, sizeof *g->children);
+    for (size_t i = 0; i < g->nchildren; i++) {
+        g->children[i].kind = i + 1 < g->nchildren ? CHILD_WORKER : CHILD_QMGR;
+        g->children[i].num = (int)i + 1;
+    }
+    return g;
+fail:
+    gen_free(g);
+    return NULL;
+}
+
+static size_t gen_alive(const struct generation *g)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->nchildren; i++)
+        n += g->children[i].pid != 0;
+    return n;
+}
+
+static size_t all_alive(void)
+{
+    size_t n = sv.cur ? gen_alive(sv.cur) : 0;
+    for (const struct generation *g = sv.retired; g; g = g->next)
+        n += gen_alive(g);
+    return n;
+}
+
+/* The queue manager is single: two would deliver the same message twice. */
+static bool qmgr_alive(void)
+{
+    for (const struct generation *g = sv.retired; g; g = g->next)
+        if (g->children[g->nchildren - 1].pid)
+            return true;
+    return sv.cur && sv.cur->children[sv.cur->nchildren - 1].pid;
+}
+
+static void gen_signal(struct generation *g, int sig)
+{
+    for (size_t i = 0; i < g->nchildren; i++) {
+        struct child *c = &g->children[i];
+        c->pending = false;
+        if (c->pid && kill(c->pid, sig) < 0 && errno != ESRCH)
+            log_warn("cannot send signal %d to pid %ld: %s", sig, (long)c->pid, strerror(errno));
+    }
+}
+
+static void child_name(const struct child *c, char *buf, size_t cap)
+{
+    if (c->kind == CHILD_QMGR)
+        str_copy(buf, cap, "queue manager");
+    else
+        snprintf(buf, cap, "worker %d", c->num);
+}
+
+/* ---- children ------------------------------------------------------------------------------ */
+
+/* In the new child: shed what belongs to the supervisor, drop privileges, run. */
+static _Noreturn void child_main(struct generation *g, const struct child *c)
+{
+    log_set_ident(c->kind == CHILD_WORKER ? "tern/smtp" : "tern/qmgr");
+    close(sv.sigfd);
+    for (size_t i = 0; i < sv.nsocks; i++)
+        if (c->kind == CHILD_QMGR || !gen_has_fd(g, sv.socks[i].fd))
+            close(sv.socks[i].fd);
+    /* The supervisor blocks the signals it reads from its signalfd: unblock them here.
+     * SIGHUP is the supervisor's business (a terminal hangup reaches the whole group). */
+    signal(SIGHUP, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (privsep_drop(&g->user) < 0)
+        exit(1);
+    /* After the drop: changing credentials clears the parent-death signal. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0)
+        log_warn("cannot set the parent-death signal: %s", strerror(errno));
+    if (getppid() != sv.pid)
+        exit(0); /* the supervisor died before prctl: nobody would stop us */
+    int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls)
+                                     : qmgr_run(&g->cfg);
+    exit(rc);
+}
+
+static void spawn(struct generation *g, struct child *c, int64_t now)
+{
+    char name[32];
+    child_name(c, name, sizeof name);
+    flush_stdio();
+    pid_t pid = fork();
+    if (pid < 0) {
+        c->backoff = c->backoff ? (c->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->backoff * 2) : 1;
+        log_err("cannot fork the %s: %s; trying again in %d s", name, strerror(errno), c->backoff);
+        c->restart_at = now + c->backoff * 1000;
+        return;
+    }
+    if (pid == 0)
+        child_main(g, c);
+    c->pid = pid;
+    c->started = now;
+    c->pending = false;
+    log_info("%s started pid=%ld generation=%u", name, (long)pid, g->id);
+}
+
+/* Start every child of the current generation whose time has come. */
+static void start_due(int64_t now)
+{
+    if (sv.stopping || !sv.cur)
+        return;
+    for (size_t i = 0; i < sv.cur->nchildren; i++) {
+        struct child *c = &sv.cur->children[i];
+        if (c->pid || !c->pending || c->restart_at > now)
+            continue;
+        if (c->kind == CHILD_QMGR && qmgr_alive())
+            continue; /* started when the old one has exited */
+        spawn(sv.cur, c, now);
+    }
+}
+
+/* The next time something must happen, or -1. */
+static int64_t next_deadline(void)
+{
+    int64_t next = -1;
+#define CONSIDER(t) do { if ((t) > 0 && (next < 0 || (t) < next)) next = (t); } while (0)
+    if (sv.stopping)
+        CONSIDER(sv.kill_at);
+    else if (sv.cur)
+        for (size_t i = 0; i < sv.cur->nchildren; i++) {
+            const struct child *c = &sv.cur->children[i];
+            if (!c->pid && c->pending && !(c->kind == CHILD_QMGR && qmgr_alive()))
+                CONSIDER(c->restart_at > 0 ? c->restart_at : 1);
+        }
+    for (const struct generation *g = sv.retired; g; g = g->next)
+        CONSIDER(g->kill_at);
+#undef CONSIDER
+    return next;
+}
+
+static void describe_status(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, cap, "status 0x%x", (unsigned)status);
+}
+
+static void retired_drop_finished(void)
+{
+    for (struct generation **pp = &sv.retired; *pp;) {
+        struct generation *g = *pp;
+        if (gen_alive(g)) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        log_info("generation %u has finished", g->id);
+        gen_free(g);
+    }
+}
+
+static struct child *gen_find(struct generation *g, pid_t pid)
+{
+    for (size_t i = 0; g && i < g->nchildren; i++)
+        if (g->children[i].pid == pid)
+            return &g->children[i];
+    return NULL;
+}
+
+static void on_child_exit(pid_t pid, int status, int64_t now)
+{
+    struct generation *g = sv.cur;
+    struct child *c = gen_find(g, pid);
+    if (!c)
+        for (g = sv.retired; g && !(c = gen_find(g, pid)); g = g->next)
+            continue;
+    if (!c) {
+        log_debug("reaped pid=%ld, not one of ours", (long)pid);
+        return;
+    }
+    c->pid = 0;
+    char name[32], how[96];
+    child_name(c, name, sizeof name);
+    describe_status(status, how, sizeof how);
+    /* Its partial receptions (and state rewrites) can never be committed now. */
+    struct spool_job job = {.spool = g->cfg.spool_dir, .deadpid = pid};
+    spool_job(&g->user, &job);
+    if (sv.stopping || g->retiring) {
+        log_info("%s pid=%ld generation=%u exited (%s)", name, (long)pid, g->id, how);
+        retired_drop_finished();
+        return;
+    }
+    bool crashed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    int64_t ran = now - c->started;
+    if (ran < QUICK_CRASH_MS)
+        c->backoff = c->backoff ? (c->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->backoff * 2) : 1;
+    else
+        c->backoff = 0;
+    char when[32] = "now";
+    if (c->backoff)
+        snprintf(when, sizeof when, "in %d s", c->backoff);
+    if (crashed)
+        log_err("%s pid=%ld crashed (%s) after %lld.%03lld s; restarting %s", name, (long)pid,
+                how, (long long)(ran / 1000), (long long)(ran % 1000), when);
+    else
+        log_warn("%s pid=%ld exited unexpectedly (%s); restarting %s", name, (long)pid, how, when);
+    c->pending = true;
+    c->restart_at = now + c->backoff * 1000;
+}
+
+static void reap(int64_t now)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        on_child_exit(pid, status, now);
+    if (pid < 0 && errno != ECHILD)
+        log_err("waitpid: %s", strerror(errno));
+}
+
+static int max_grace(void)
+{
+    int grace = sv.cur ? sv.cur->cfg.shutdown_grace : 0;
+    for (const struct generation *g = sv.retired; g; g = g->next)
+        if (g->cfg.shutdown_grace > grace)
+            grace = g->cfg.shutdown_grace;
+    return grace;
+}
+
+static void begin_stop(int sig, int64_t now)
+{
+    if (sv.stopping) {
+        log_info("signal %d: already stopping", sig);
+        return;
+    }
+    sv.stopping = true;
+    size_t n = all_alive();
+    log_info("stopping on signal %d: sending SIGTERM to %zu processes", sig, n);
+    if (sv.cur)
+        gen_signal(sv.cur, SIGTERM);
+    for (struct generation *g = sv.retired; g; g = g->next)
+        gen_signal(g, SIGTERM);
+    sv.kill_at = now + (int64_t)(max_grace() + KILL_EXTRA) * 1000;
+}
+
+static void kill_overdue(int64_t now)
+{
+    if (sv.stopping && sv.kill_at && now >= sv.kill_at) {
+        log_warn("%zu processes still running %d s after SIGTERM: sending SIGKILL", all_alive(),
+                 max_grace() + KILL_EXTRA);
+        sv.kill_at = 0;
+        if (sv.cur)
+            gen_signal(sv.cur, SIGKILL);
+        for (struct generation *g = sv.retired; g; g = g->next)
+            gen_signal(g, SIGKILL);
+    }
+    for (struct generation *g = sv.retired; g; g = g->next) {
+        if (g->kill_at && now >= g->kill_at) {
+            log_warn("generation %u: %zu processes still running %d s after SIGTERM: sending "
+                     "SIGKILL", g->id, gen_alive(g), g->cfg.shutdown_grace + KILL_EXTRA);
+            g->kill_at = 0;
+            gen_signal(g, SIGKILL);
+        }
+    }
+}
+
+static void start_generation(struct generation *g, int64_t now)
+{
+    g->id = ++sv.ngen;
+    sv.cur = g;
+    for (size_t i = 0; i < g->nchildren; i++) {
+        g->children[i].pending = true;
+        g->children[i].restart_at = now;
+    }
+    start_due(now);
+}
+
+static void reload(int64_t now)
+{
+    if (sv.stopping)
+        return;
+    log_info("reloading the configuration from %s", sv.config_path ? sv.config_path : "(embedded)");
+    char err[2048];
+    struct generation *g = gen_new(err, sizeof err);
+    if (!g || prepare_dirs(g, false, err, sizeof err) < 0 || gen_bind(g, err, sizeof err) < 0) {
+        log_err("reload failed, keeping the running configuration: %s", err);
+        gen_free(g);
+        return;
+    }
+    log_init("tern/master", g->cfg.log_target, g->cfg.log_level);
+    /* New workers first, so someone is always accepting; the old queue manager goes before
+     * the new one starts. */
+    struct generation *old = sv.cur;
+    old->retiring = true;
+    old->next = sv.retired;
+    sv.retired = old;
+    start_generation(g, now);
+    gen_signal(old, SIGTERM);
+    old->kill_at = now + (int64_t)(old->cfg.shutdown_grace + KILL_EXTRA) * 1000;
+    retired_drop_finished();
+    socks_prune();
+    log_info("reloaded configuration: generation %u, %zu workers, user %s", g->id,
+             g->nchildren - 1, g->user.name);
+}
+
+/* ---- main loop ---------------------------------------------------------------------------- */
+
+static int serve_loop(void)
+{
+    while (!(sv.stopping && all_alive() == 0)) {
+        int64_t next = next_deadline(), now = now_ms();
+        int timeout = -1;
+        if (next >= 0)
+            timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
+        struct pollfd pfd = {.fd = sv.sigfd, .events = POLLIN};
+        if (poll(&pfd, 1, timeout) < 0 && errno != EINTR) {
+            log_err("poll: %s", strerror(errno));
+            return 1;
+        }
+        bool hup = false;
+        int stop_sig = 0;
+        struct signalfd_siginfo si;
+        ssize_t n;
+        while ((n = read(sv.sigfd, &si, sizeof si)) == (ssize_t)sizeof si) {
+            if (si.ssi_signo == SIGHUP)
+                hup = true;
+            else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                stop_sig = (int)si.ssi_signo;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            log_err("reading signals: %s", strerror(errno));
+            return 1;
+        }
+        now = now_ms();
+        reap(now);
+        if (stop_sig)
+            begin_stop(stop_sig, now);
+        else if (hup)
+            reload(now);
+        kill_overdue(now);
+        start_due(now);
+    }
+    return 0;
+}
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: tern serve [-c FILE] [-f] [--check]\n"
+               "  -c, --config FILE  read FILE instead of the built-in default configuration\n"
+               "  -f, --foreground   run in the foreground (the only mode: tern never\n"
+               "                     daemonizes; let systemd or a terminal keep it running)\n"
+               "      --check        check the configuration, print the errors or\n"
+               "                     \"configuration OK\", and exit 0 (OK) or 1\n");
+}
+
+int serve_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"check", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool check = false;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': sv.config_path = optarg; break;
+        case 'f': break;
+        case 'C': check = true; break;
+        case 'h': serve_usage(stdout); return 0;
+        default: serve_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "tern serve: unexpected argument '%s'\n", argv[optind]);
+        serve_usage(stderr);
+        return 2;
+    }
+
+    char err[2048];
+    if (check) {
+        struct generation *g = gen_new(err, sizeof err);
+        if (!g) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        gen_free(g);
+        printf("configuration OK\n");
+        return 0;
+    }
+
+    /* Signals are read from a signalfd; block them first so none is lost or acts before. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
+        (sv.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        fprintf(stderr, "tern serve: cannot set up signal handling: %s\n", strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a closed stderr must not kill the supervisor */
+    sv.pid = getpid();
+
+    int rc = 1;
+    struct generation *g = gen_new(err, sizeof err);
+    if (!g) {
+        startup_error(NULL, err);
+        goto out;
+    }
+    log_init("tern/master", g->cfg.log_target, g->cfg.log_level);
+    log_info("starting tern %s: configuration %s, %zu workers, user %s", TERN_VERSION,
+             g->cfg.path, g->nchildren - 1, g->user.name);
+    /* Recovery before any child starts: receptions a previous run never finished go. */
+    if (prepare_dirs(g, true, err, sizeof err) < 0 || gen_bind(g, err, sizeof err) < 0) {
+        startup_error(g, err);
+        gen_free(g);
+        goto out;
+    }
+    start_generation(g, now_ms());
+    rc = serve_loop();
+    if (rc == 0)
+        log_info("stopped");
+out:
+    for (size_t i = 0; i < sv.nsocks; i++)
+        close(sv.socks[i].fd);
+    sv.nsocks = 0;
+    gen_free(sv.cur);
+    sv.cur = NULL;
+    while (sv.retired) {
+        struct generation *next = sv.retired->next;
+        gen_free(sv.retired);
+        sv.retired = next;
+    }
+    close(sv.sigfd);
+    sv.sigfd = -1;
+    return rc;
+}

@@ -1,0 +1,555 @@
+/* server.c - the SMTP worker process: one libevent loop, non-blocking sockets, many sessions.
+ *
+ * Frames input for session.c: command lines end only at CRLF (RFC 5321 2.3.8; a bare LF stays
+ * inside the line, so it cannot smuggle a second command); lines over 512 octets are discarded
+ * up to their CRLF and answered 500 (RFC 5321 4.5.3.1.4); DATA and BDAT octets are passed
+ * through as they come. Applies the RFC 5321 4.5.3.2 timeouts per state, and the limits on
+ * connections in total and per client address. On SIGTERM it stops accepting, gives sessions
+ * shutdown_grace seconds, then answers 421 to the rest and exits. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+
+#include "log.h"
+#include "reply.h"
+#include "session.h"
+#include "smtp_parse.h"
+#include "util.h"
+
+#define PEER_BUCKETS 1024
+
+struct peer_count {
+    struct peer_count *next;
+    unsigned count;
+    char addr[64];
+};
+
+struct worker {
+    const struct config *cfg;
+    struct event_base *base;
+    struct tls_server *tls;
+    const struct listener_fd *fds;  /* fds[i] is what listeners[i] accepts on */
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    struct conn *conns;           /* doubly linked list of open connections */
+    size_t nconns;
+    struct peer_count *peers[PEER_BUCKETS];
+    bool stopping;
+    struct event *ev_term, *ev_int, *ev_grace;
+};
+
+struct conn {
+    struct worker *w;
+    struct conn *prev, *next;
+    struct bufferevent *bev;
+    struct session *session;
+    struct peer_count *peer;
+    bool discarding;              /* inside an over-long command line */
+    bool closing;                 /* flush the output, then free */
+    bool implicit_tls;            /* smtps: greet once the handshake is done */
+    bool handshaking;             /* a TLS handshake is in progress */
+    struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
+    struct evbuffer_cb_entry *drain_cb;
+};
+
+static void conn_read(struct bufferevent *bev, void *arg);
+static void conn_write(struct bufferevent *bev, void *arg);
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+
+/* ---- per-address connection counts ------------------------------------------------------ */
+
+static unsigned hash_addr(const char *s)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % PEER_BUCKETS;
+}
+
+static struct peer_count *peer_get(struct worker *w, const char *addr)
+{
+    struct peer_count **slot = &w->peers[hash_addr(addr)];
+    for (struct peer_count *p = *slot; p; p = p->next)
+        if (strcmp(p->addr, addr) == 0)
+            return p;
+    struct peer_count *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    str_copy(p->addr, sizeof p->addr, addr);
+    p->next = *slot;
+    *slot = p;
+    return p;
+}
+
+static void peer_put(struct worker *w, struct peer_count *p)
+{
+    if (--p->count > 0)
+        return;
+    for (struct peer_count **pp = &w->peers[hash_addr(p->addr)]; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            free(p);
+            return;
+        }
+    }
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void conn_free(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    if (c->drain_cb && under)
+        evbuffer_remove_cb_entry(bufferevent_get_output(under), c->drain_cb);
+    if (c->close_ev)
+        event_free(c->close_ev);
+    session_free(c->session);
+    bufferevent_free(c->bev); /* closes the socket */
+    if (c->peer)
+        peer_put(w, c->peer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    free(c);
+    if (w->stopping && w->nconns == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void session_write(void *ctx, const char *buf, size_t len)
+{
+    struct conn *c = ctx;
+    if (bufferevent_write(c->bev, buf, len) < 0)
+        log_err("cannot buffer reply: out of memory");
+}
+
+static void set_timeout(struct conn *c)
+{
+    struct timeval rd = {.tv_sec = session_timeout_seconds(c->session)};
+    struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
+    bufferevent_set_timeouts(c->bev, &rd, &wr);
+}
+
+/* Has every reply reached the socket? Under TLS (a filter over the socket's bufferevent) the
+ * encrypted bytes wait in the underlying output buffer, not in ours. */
+static bool conn_flushed(struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return false;
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+static void on_close_ev(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct conn *c = arg;
+    if ((what & EV_TIMEOUT) || conn_flushed(c))
+        conn_free(c);
+}
+
+/* Wake on_close_ev (from the loop, never inside libevent's own buffer code) when the
+ * underlying output buffer has drained. */
+static void on_under_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)info;
+    struct conn *c = arg;
+    if (evbuffer_get_length(buf) == 0)
+        event_active(c->close_ev, EV_READ, 0);
+}
+
+/* After the session ended: stop reading, let the reply drain, then free. */
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (conn_flushed(c)) {
+        conn_free(c);
+        return;
+    }
+    /* A client that stops reading cannot keep us: give up after the command timeout. */
+    struct timeval deadline = {.tv_sec = c->w->cfg->timeout_command};
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    c->close_ev = event_new(c->w->base, -1, 0, on_close_ev, c);
+    if (!c->close_ev || event_add(c->close_ev, &deadline) < 0) {
+        conn_free(c);
+        return;
+    }
+    if (under)
+        c->drain_cb = evbuffer_add_cb(bufferevent_get_output(under), on_under_drained, c);
+}
+
+/* Wrap the connection in TLS. Anything the client pipelined after STARTTLS is plaintext that
+ * arrived before the handshake: it is dropped, never executed (RFC 3207 4.2, CVE-2011-0411).
+ * The 220 reply already in the output buffer still goes out in clear, ahead of the handshake. */
+static void start_tls(struct conn *c, struct evbuffer *in)
+{
+    size_t junk = evbuffer_get_length(in);
+    if (junk > 0) {
+        log_warn("discarded %zu octets sent after STARTTLS before the handshake client=[%s]",
+                 junk, c->peer->addr);
+        evbuffer_drain(in, junk);
+    }
+    SSL *ssl = tls_server_ssl(c->w->tls);
+    struct bufferevent *tb = ssl ? bufferevent_openssl_filter_new(
+                                       c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE)
+                                 : NULL;
+    if (!tb) {
+        log_err("cannot start TLS client=[%s]", c->peer->addr);
+        if (ssl)
+            SSL_free(ssl);
+        session_abort(c->session);
+        conn_close(c);
+        return;
+    }
+    c->bev = tb;
+    c->handshaking = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+    bufferevent_setcb(tb, conn_read, conn_write, conn_event, c);
+    set_timeout(c);
+    bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+/* The handshake is done: tell the session, and greet on an implicit-TLS listener. */
+static void tls_ready(struct conn *c)
+{
+    char desc[128];
+    c->handshaking = false;
+    tls_describe(bufferevent_openssl_get_ssl(c->bev), desc, sizeof desc);
+    session_tls_started(c->session, desc);
+    if (c->implicit_tls)
+        session_start(c->session);
+    set_timeout(c);
+}
+
+/* Hand complete command lines or DATA/BDAT octets to the session, as its mode asks. */
+static void process_input(struct conn *c, struct evbuffer *in)
+{
+    for (;;) {
+        enum session_mode mode = session_mode(c->session);
+        if (mode == MODE_CLOSE || mode == MODE_STARTTLS)
+            break;
+        size_t have = evbuffer_get_length(in);
+        if (have == 0)
+            break;
+        if (mode == MODE_DATA || mode == MODE_CHUNK) {
+            struct evbuffer_iovec v;
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+                break;
+            size_t used = session_data(c->session, v.iov_base, v.iov_len);
+            if (evbuffer_drain(in, used) < 0)
+                break;
+            continue;
+        }
+        size_t eol_len = 0;
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        if (eol.pos < 0) {
+            /* No CRLF yet. Past the limit, drop what we have but a trailing CR (the CRLF may be
+             * split across reads) and remember to answer 500 at the end of the line. */
+            if (have > SMTP_CMDLINE_MAX) {
+                evbuffer_drain(in, have - 1);
+                c->discarding = true;
+            }
+            break;
+        }
+        size_t len = (size_t)eol.pos;
+        if (c->discarding || len + 2 > SMTP_CMDLINE_MAX) {
+            evbuffer_drain(in, len + eol_len);
+            c->discarding = false;
+            session_line_too_long(c->session);
+            continue;
+        }
+        char line[SMTP_CMDLINE_MAX];
+        if (evbuffer_remove(in, line, len) != (int)len || evbuffer_drain(in, eol_len) < 0)
+            break;
+        session_line(c->session, line, len);
+    }
+    enum session_mode mode = session_mode(c->session);
+    if (mode == MODE_CLOSE)
+        conn_close(c);
+    else if (mode == MODE_STARTTLS)
+        start_tls(c, in);
+    else
+        set_timeout(c);
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    process_input(arg, bufferevent_get_input(bev));
+}
+
+static void conn_write(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (c->closing && conn_flushed(c))
+        conn_free(c);
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing) {
+        conn_free(c);
+        return;
+    }
+    if (what & BEV_EVENT_CONNECTED) {
+        tls_ready(c);
+        return;
+    }
+    if (c->handshaking) {
+        char why[256] = "connection closed";
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e)
+            ERR_error_string_n(e, why, sizeof why);
+        else if (what & BEV_EVENT_TIMEOUT)
+            str_copy(why, sizeof why, "timeout");
+        log_info("TLS handshake failed client=[%s]: %s", c->peer->addr, why);
+        session_abort(c->session);
+        conn_free(c);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
+        session_timeout(c->session);
+        conn_close(c);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR)
+        log_info("connection error client=[%s]: %s", c->peer ? c->peer->addr : "?",
+                 strerror(EVUTIL_SOCKET_ERROR()));
+    session_abort(c->session);
+    conn_free(c);
+}
+
+/* Refuse a connection we cannot serve: a best-effort 421 on the raw socket, then close. */
+static void refuse(int fd, const char *why, const char *addr)
+{
+    char buf[SMTP_REPLY_MAX];
+    size_t n = reply_format(buf, sizeof buf, RP_TOO_MANY_CONN, false, why);
+    if (n > 0 && send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("cannot send 421 to [%s]: %s", addr, strerror(errno));
+    close(fd);
+}
+
+static void peer_string(const struct sockaddr *sa, char *out, size_t cap)
+{
+    const void *src = NULL;
+    int af = sa->sa_family;
+    if (af == AF_INET)
+        src = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (af == AF_INET6)
+        src = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (!src || !inet_ntop(af, src, out, (socklen_t)cap))
+        str_copy(out, cap, "unknown");
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)l, (void)salen;
+    struct worker *w = arg;
+    const struct listen_cfg *lc = NULL;
+    char addr[64];
+    peer_string(sa, addr, sizeof addr);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i] == l)
+            lc = w->fds[i].cfg;
+
+    if (w->nconns >= w->cfg->max_connections) {
+        log_warn("refused client=[%s] reason=max_connections (%zu)", addr, w->nconns);
+        refuse(fd, "Too many connections, try again later", addr);
+        return;
+    }
+    struct peer_count *pc = peer_get(w, addr);
+    if (!pc) {
+        refuse(fd, "Local resource shortage, try again later", addr);
+        return;
+    }
+    if (pc->count >= w->cfg->max_connections_per_ip) {
+        log_warn("refused client=[%s] reason=max_connections_per_ip (%u)", addr, pc->count);
+        if (pc->count == 0)
+            peer_put(w, pc);
+        refuse(fd, "Too many connections from your address, try again later", addr);
+        return;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small */
+
+    struct conn *c = calloc(1, sizeof *c);
+    struct bufferevent *bev = NULL;
+    bool implicit = lc && lc->kind == LISTEN_SMTPS && w->tls;
+    if (c && implicit) {
+        SSL *ssl = tls_server_ssl(w->tls);
+        bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev && ssl)
+            SSL_free(ssl);
+        else if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else if (c) {
+        bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    struct session_io io = {.write = session_write, .ctx = c};
+    struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
+    if (!s) {
+        log_err("out of memory accepting client=[%s]", addr);
+        if (bev)
+            bufferevent_free(bev);
+        else
+            close(fd);
+        free(c);
+        if (pc->count == 0)
+            peer_put(w, pc);
+        return;
+    }
+    pc->count++;
+    c->w = w;
+    c->bev = bev;
+    c->session = s;
+    c->peer = pc;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    log_info("connect client=[%s] listener=%s:%u", addr, lc ? lc->addr : "?", lc ? lc->port : 0);
+    bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
+    c->implicit_tls = implicit;
+    c->handshaking = implicit;
+    if (!implicit)
+        session_start(s);
+    set_timeout(c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    /* EMFILE/ENFILE/ENOBUFS: keep the listener; the kernel queue holds clients meanwhile. */
+    log_err("accept failed on fd %d: %s", (int)evconnlistener_get_fd(l), strerror(e));
+}
+
+/* ---- shutdown --------------------------------------------------------------------------- */
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->closing) {
+            session_shutdown(c->session);
+            conn_close(c);
+        }
+    }
+    /* Whatever could not be flushed by now is dropped. */
+    struct timeval tv = {.tv_sec = 2};
+    event_base_loopexit(w->base, &tv);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    log_info("stopping on signal %d: %zu sessions open, grace %d s", (int)sig, w->nconns,
+             w->cfg->shutdown_grace);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_disable(w->listeners[i]);
+    if (w->nconns == 0) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {.tv_sec = w->cfg->shutdown_grace};
+    w->ev_grace = evtimer_new(w->base, on_grace_over, w);
+    if (!w->ev_grace || evtimer_add(w->ev_grace, &tv) < 0)
+        on_grace_over(-1, 0, w);
+}
+
+int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
+                    struct tls_server *tls)
+{
+    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls};
+    int status = 1;
+    signal(SIGPIPE, SIG_IGN);
+    w.base = event_base_new();
+    if (!w.base) {
+        log_err("cannot create event loop");
+        return 1;
+    }
+    w.listeners = calloc(nfds ? nfds : 1, sizeof *w.listeners);
+    if (!w.listeners)
+        goto out;
+    for (size_t i = 0; i < nfds; i++) {
+        /* libevent accepts until EAGAIN: a blocking listener would stall the whole loop. */
+        if (evutil_make_socket_nonblocking(fds[i].fd) < 0) {
+            log_err("cannot make fd %d non-blocking", fds[i].fd);
+            goto out;
+        }
+        w.listeners[i] = evconnlistener_new(w.base, on_accept, &w, LEV_OPT_CLOSE_ON_FREE, 0,
+                                            fds[i].fd);
+        if (!w.listeners[i]) {
+            log_err("cannot listen on fd %d", fds[i].fd);
+            goto out;
+        }
+        w.nlisteners++;
+        evconnlistener_set_error_cb(w.listeners[i], on_accept_error);
+    }
+    w.ev_term = evsignal_new(w.base, SIGTERM, on_stop, &w);
+    w.ev_int = evsignal_new(w.base, SIGINT, on_stop, &w);
+    if (!w.ev_term || !w.ev_int || evsignal_add(w.ev_term, NULL) < 0 ||
+        evsignal_add(w.ev_int, NULL) < 0) {
+        log_err("cannot install signal handlers");
+        goto out;
+    }
+    if (event_base_dispatch(w.base) < 0)
+        log_err("event loop failed");
+    else
+        status = 0;
+out:
+    while (w.conns)
+        conn_free(w.conns);
+    for (size_t i = 0; i < w.nlisteners; i++)
+        evconnlistener_free(w.listeners[i]);
+    free(w.listeners);
+    if (w.ev_term)
+        event_free(w.ev_term);
+    if (w.ev_int)
+        event_free(w.ev_int);
+    if (w.ev_grace)
+        event_free(w.ev_grace);
+    for (size_t i = 0; i < PEER_BUCKETS; i++)
+        while (w.peers[i]) {
+            struct peer_count *p = w.peers[i];
+            w.peers[i] = p->next;
+            free(p);
+        }
+    event_base_free(w.base);
+    return status;
+}

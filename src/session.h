@@ -1,0 +1,56 @@
+/* session.h - one SMTP server session as a state machine, free of network I/O.
+ *
+ * The I/O layer (server.c) hands it complete command lines (CRLF removed) or raw DATA/BDAT
+ * bytes, as session_mode() asks, and sends whatever the session writes through io->write.
+ * This keeps RFC 5321 logic testable with plain function calls and byte strings. */
+#ifndef TERN_SESSION_H
+#define TERN_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+enum session_mode {
+    MODE_LINE,   /* expecting a command line */
+    MODE_DATA,   /* inside DATA: dot-stuffed text until <CRLF>.<CRLF> */
+    MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
+    MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
+    MODE_CLOSE,  /* the session is over: flush output and close */
+};
+
+struct session_io {
+    void (*write)(void *ctx, const char *buf, size_t len);
+    void *ctx;
+};
+
+struct session;
+
+struct session *session_new(const struct config *cfg, const struct listen_cfg *listener,
+                            const char *peer_addr, const struct session_io *io);
+void session_free(struct session *s);
+
+/* Send the greeting. */
+void session_start(struct session *s);
+/* The TLS handshake finished (after STARTTLS, or before the greeting on an implicit-TLS
+ * listener). desc is tls_describe()'s text. Forgets all earlier state (RFC 3207 4.2). */
+void session_tls_started(struct session *s, const char *desc);
+/* A command line without its CRLF. */
+void session_line(struct session *s, const char *line, size_t len);
+/* The I/O layer discarded a command line longer than SMTP_CMDLINE_MAX. */
+void session_line_too_long(struct session *s);
+/* DATA or BDAT octets. Returns how many were consumed; the rest (after end of data, or after
+ * the chunk) is for session_line again. */
+size_t session_data(struct session *s, const char *buf, size_t len);
+/* The client was idle too long (421 4.4.2), or the server is stopping (421 4.3.2). */
+void session_timeout(struct session *s);
+void session_shutdown(struct session *s);
+/* The connection was lost: abort any message in progress. */
+void session_abort(struct session *s);
+
+enum session_mode session_mode(const struct session *s);
+unsigned long long session_chunk_remaining(const struct session *s);
+/* Seconds to wait for client input in the current state (RFC 5321 4.5.3.2). */
+int session_timeout_seconds(const struct session *s);
+
+#endif

@@ -1,0 +1,36 @@
+/* util.h - small helpers shared by every module: checked allocation and bounded strings.
+ *
+ * Allocation failure policy: the x* functions log and exit(71) (EX_OSERR). In a worker that
+ * means the supervisor restarts it; nothing acknowledged is lost because 250 is only sent
+ * after the queue file is fsync'd. Code that can answer an error instead (a reply code)
+ * uses plain malloc and checks it. */
+#ifndef TERN_UTIL_H
+#define TERN_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Copy src into dst (capacity cap, cap > 0), always NUL-terminated. Returns false if truncated. */
+bool str_copy(char *dst, size_t cap, const char *src);
+/* ASCII case-insensitive comparison helpers that do not depend on the locale. */
+bool str_ieq(const char *a, const char *b);
+bool str_nieq(const char *a, const char *b, size_t n);
+/* Lower-case ASCII letters in place. */
+void str_lower(char *s);
+
+/* Write all of buf to fd, retrying on EINTR and short writes. 0 on success, -1 with errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* fsync the directory that holds path (or the directory path itself when is_dir). */
+int fsync_dir(const char *dirpath);
+/* mkdir -p with mode; 0 on success or if it exists as a directory. */
+int mkdir_p(const char *path, unsigned mode);
+
+#endif

@@ -1,0 +1,22 @@
+#!/bin/sh
+# run.sh BUILD SECONDS - run every libFuzzer target in BUILD for SECONDS each, on its corpus
+# (tests/fuzz/corpus/<target>/, seeds committed; new inputs found go to a scratch copy).
+# Exit status non-zero if any target found a crash; the crashing input is left in BUILD.
+set -u
+build=$1 seconds=$2 failed=0
+for bin in "$build"/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    seeds=tests/fuzz/corpus/$name
+    work=$build/corpus-$name
+    mkdir -p "$seeds" "$work"
+    echo "fuzz: $name for ${seconds}s"
+    if ! "$bin" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$build/$name-" \
+        "$work" "$seeds" >"$build/$name.log" 2>&1; then
+        echo "fuzz: $name FAILED, see $build/$name.log"; tail -30 "$build/$name.log"
+        failed=1
+    else
+        grep -E 'stat::number_of_executed_units' "$build/$name.log" || true
+    fi
+done
+exit $failed
