@@ -28,7 +28,7 @@ endif
 SRCS      := $(filter-out src/main.c,$(wildcard src/*.c))
 OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/config_embedded.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%) $(BUILD)/tests/dns_check
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%) $(BUILD)/tests/dns_check $(BUILD)/tests/outbound_inject
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
@@ -55,6 +55,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtern.a | $(BUILD)/tests
 
 # Integration helpers written in C (run by tests/integration/*.sh inside the test namespace).
 $(BUILD)/tests/dns_check: tests/integration/dns_check.c $(BUILD)/libtern.a | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtern.a $(LDLIBS)
+
+$(BUILD)/tests/outbound_inject: tests/integration/outbound/inject.c $(BUILD)/libtern.a | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtern.a $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tests:

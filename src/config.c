@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dns.h"
 #include "util.h"
 
 #define LOCAL_MAX 64     /* RFC 5321 4.5.3.1.1 */
@@ -553,6 +554,235 @@ static int kw_mailbox(struct parser *p, const struct keyword *kw, char **argv, s
     return 0;
 }
 
+/* ---- outbound delivery keywords (docs/delivery.md) ------------------------------------- */
+
+/* "HOST", "HOST:PORT", "[IPV6]" or "[IPV6]:PORT"; HOST a domain name or an IPv4 address. */
+static int parse_hostport(struct parser *p, const struct keyword *kw, const char *s,
+                          char **host, unsigned short *port)
+{
+    char buf[DOMAIN_MAX + 1];
+    const char *h = s, *portstr = NULL;
+    size_t hl;
+    bool v6 = false;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || (close[1] != '\0' && close[1] != ':'))
+            return perr(p, "%s: bad host '%s' (expected [IPV6] or [IPV6]:PORT)", kw->name, s);
+        h = s + 1;
+        hl = (size_t)(close - h);
+        portstr = close[1] == ':' ? close + 2 : NULL;
+        v6 = true;
+    } else {
+        const char *colon = strchr(s, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return perr(p, "%s: bad host '%s' (IPv6 addresses go in brackets: [::1]:25)",
+                        kw->name, s);
+        hl = colon ? (size_t)(colon - s) : strlen(s);
+        portstr = colon ? colon + 1 : NULL;
+    }
+    if (hl == 0 || hl >= sizeof buf)
+        return perr(p, "%s: bad host '%s'", kw->name, s);
+    memcpy(buf, h, hl);
+    buf[hl] = '\0';
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (v6 ? inet_pton(AF_INET6, buf, addr) != 1
+           : inet_pton(AF_INET, buf, addr) != 1 && !valid_domain(buf))
+        return perr(p, "%s: bad host '%s' (expected a host name or an IP address)", kw->name, s);
+    unsigned long long pn = 25;
+    if (portstr && (!parse_ull(portstr, strlen(portstr), &pn) || pn < 1 || pn > 65535))
+        return perr(p, "%s: bad port in '%s' (expected 1 to 65535)", kw->name, s);
+    *host = xstrdup(buf);
+    str_lower(*host);
+    *port = (unsigned short)pn;
+    return 0;
+}
+
+static void dest_free(struct outbound_dest_cfg *d)
+{
+    free(d->domain);
+    free(d->host);
+    free(d->auth_user);
+    free(d->auth_passfile);
+    memset(d, 0, sizeof *d);
+}
+
+/* The options after HOST[:PORT]: starttls=none|opportunistic|required, auth=USER:PASSFILE. */
+static int parse_dest_opts(struct parser *p, const struct keyword *kw, char **argv, size_t argc,
+                           struct outbound_dest_cfg *d)
+{
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "starttls=", 9) == 0) {
+            if (strcmp(a + 9, "none") == 0)
+                d->tls = TLS_POLICY_NONE;
+            else if (strcmp(a + 9, "opportunistic") == 0)
+                d->tls = TLS_POLICY_OPPORTUNISTIC;
+            else if (strcmp(a + 9, "required") == 0)
+                d->tls = TLS_POLICY_REQUIRED;
+            else
+                return perr(p, "%s: bad option '%s' (expected starttls=none, "
+                               "starttls=opportunistic or starttls=required)", kw->name, a);
+        } else if (strncmp(a, "auth=", 5) == 0) {
+            const char *colon = strchr(a + 5, ':');
+            if (!colon || colon == a + 5 || colon[1] == '\0')
+                return perr(p, "%s: bad option '%s' (expected auth=USER:PASSWORD-FILE)",
+                            kw->name, a);
+            if (strlen(colon + 1) > PATH_VALUE_MAX)
+                return perr(p, "%s: path is longer than %d characters", kw->name,
+                            PATH_VALUE_MAX);
+            free(d->auth_user);
+            free(d->auth_passfile);
+            d->auth_user = xstrndup(a + 5, (size_t)(colon - (a + 5)));
+            d->auth_passfile = xstrdup(colon + 1);
+        } else {
+            return perr(p, "%s: unknown option '%s' (expected starttls=... or auth=...)",
+                        kw->name, a);
+        }
+    }
+    if (d->auth_user && d->tls == TLS_POLICY_NONE)
+        return perr(p, "%s: auth= needs TLS: tern never sends a password in clear text",
+                    kw->name);
+    return 0;
+}
+
+/* smarthost HOST[:PORT] [starttls=...] [auth=USER:PASSFILE] */
+static int kw_smarthost(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (argc == 0)
+        return perr(p, "%s: missing value (expected HOST[:PORT] [starttls=...] "
+                       "[auth=USER:PASSWORD-FILE])", kw->name);
+    struct outbound_dest_cfg d = {0};
+    if (parse_hostport(p, kw, argv[0], &d.host, &d.port) < 0 ||
+        parse_dest_opts(p, kw, argv + 1, argc - 1, &d) < 0) {
+        dest_free(&d);
+        return -1;
+    }
+    p->cfg->smarthost = d;
+    return 0;
+}
+
+/* transport DOMAIN HOST[:PORT] [starttls=...] [auth=USER:PASSFILE]; ".DOMAIN" = subdomains */
+static int kw_transport(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc < 2)
+        return perr(p, "%s: expected DOMAIN HOST[:PORT] [starttls=...] "
+                       "[auth=USER:PASSWORD-FILE]", kw->name);
+    const char *dom = argv[0];
+    if (!valid_domain(dom[0] == '.' ? dom + 1 : dom))
+        return perr(p, "%s: '%s' is not a valid domain (or .domain for its subdomains)",
+                    kw->name, dom);
+    for (size_t i = 0; i < cfg->ntransports; i++)
+        if (str_ieq(cfg->transports[i].domain, dom))
+            return perr(p, "%s: '%s' is already listed", kw->name, dom);
+    struct outbound_dest_cfg d = {0};
+    if (parse_hostport(p, kw, argv[1], &d.host, &d.port) < 0 ||
+        parse_dest_opts(p, kw, argv + 2, argc - 2, &d) < 0) {
+        dest_free(&d);
+        return -1;
+    }
+    d.domain = xstrdup(dom);
+    str_lower(d.domain);
+    cfg->transports = xrealloc(cfg->transports, (cfg->ntransports + 1) * sizeof *cfg->transports);
+    cfg->transports[cfg->ntransports++] = d;
+    return 0;
+}
+
+/* relay_networks CIDR...: "127.0.0.0/8", "::1/128", or an address alone (a /32 or /128). */
+static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc == 0)
+        return perr(p, "%s: missing value (expected networks such as 192.0.2.0/24 ::1/128)",
+                    kw->name);
+    for (size_t a = 0; a < argc; a++) {
+        char buf[64];
+        const char *slash = strchr(argv[a], '/');
+        size_t al = slash ? (size_t)(slash - argv[a]) : strlen(argv[a]);
+        struct cidr_cfg c = {0};
+        if (al == 0 || al >= sizeof buf)
+            return perr(p, "%s: bad network '%s'", kw->name, argv[a]);
+        memcpy(buf, argv[a], al);
+        buf[al] = '\0';
+        if (inet_pton(AF_INET, buf, c.addr) == 1)
+            c.family = AF_INET;
+        else if (inet_pton(AF_INET6, buf, c.addr) == 1)
+            c.family = AF_INET6;
+        else
+            return perr(p, "%s: bad network '%s' (expected ADDRESS[/PREFIX])", kw->name, argv[a]);
+        unsigned max = c.family == AF_INET ? 32 : 128;
+        unsigned long long pl = max;
+        if (slash && (!parse_ull(slash + 1, strlen(slash + 1), &pl) || pl > max))
+            return perr(p, "%s: bad prefix length in '%s' (0 to %u)", kw->name, argv[a], max);
+        c.prefix = (unsigned)pl;
+        for (unsigned bit = c.prefix; bit < max; bit++) /* host bits are not part of it */
+            c.addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+        cfg->relay_networks = xrealloc(cfg->relay_networks,
+                                       (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
+        cfg->relay_networks[cfg->nrelay_networks++] = c;
+    }
+    return 0;
+}
+
+/* resolver IP[:PORT] */
+static int kw_resolver(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    int family;
+    unsigned char addr[16];
+    unsigned port;
+    char why[128];
+    if (!dns_parse_nameserver(argv[0], &family, addr, &port, why, sizeof why))
+        return perr(p, "%s: bad name server '%s': %s", kw->name, argv[0], why);
+    set_string(field(p, kw), argv[0]);
+    return 0;
+}
+
+/* retry_schedule DURATION...: the delay after the first attempt, the second... */
+static int kw_retry_schedule(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc == 0)
+        return perr(p, "%s: missing value (expected delays such as 5m 15m 1h 4h)", kw->name);
+    int *v = xcalloc(argc, sizeof *v);
+    for (size_t i = 0; i < argc; i++) {
+        unsigned long long d;
+        int rc = parse_quantity(argv[i], UNIT_DURATION, &d);
+        if (rc < 0 || d < 1 || d > 30 * 86400ULL) {
+            free(v);
+            return perr(p, "%s: '%s' is not a duration from 1s to 30d", kw->name, argv[i]);
+        }
+        if (i > 0 && (int)d < v[i - 1]) {
+            int prev = v[i - 1];
+            free(v);
+            return perr(p, "%s: delays must not shrink ('%s' after %d s)", kw->name, argv[i],
+                        prev);
+        }
+        v[i] = (int)d;
+    }
+    free(cfg->retry_schedule);
+    cfg->retry_schedule = v;
+    cfg->nretry_schedule = argc;
+    return 0;
+}
+
+static int kw_outbound_tls(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    if (strcmp(argv[0], "none") == 0)
+        p->cfg->outbound_tls = TLS_POLICY_NONE;
+    else if (strcmp(argv[0], "opportunistic") == 0)
+        p->cfg->outbound_tls = TLS_POLICY_OPPORTUNISTIC;
+    else if (strcmp(argv[0], "required") == 0)
+        p->cfg->outbound_tls = TLS_POLICY_REQUIRED;
+    else
+        return perr(p, "%s: expected none, opportunistic or required, got '%s'", kw->name,
+                    argv[0]);
+    return 0;
+}
+
 #define F(member) offsetof(struct config, member)
 #define DAY 86400ULL
 /* 1 TiB, or what size_t holds on a 32-bit system. */
@@ -586,6 +816,22 @@ static const struct keyword keywords[] = {
     {"tls_ciphers", kw_tls_ciphers, 0, 0, 0, false},
     {"log", kw_log, 0, 0, 0, false},
     {"log_level", kw_log_level, 0, 0, 0, false},
+    {"smarthost", kw_smarthost, 0, 0, 0, false},
+    {"transport", kw_transport, 0, 0, 0, true},
+    {"relay_networks", kw_relay_networks, 0, 0, 0, true},
+    {"resolver", kw_resolver, F(resolver), 0, 0, false},
+    {"delay_warning", kw_duration, F(delay_warning), 0, 30 * DAY, false},
+    {"retry_schedule", kw_retry_schedule, 0, 0, 0, false},
+    {"outbound_tls", kw_outbound_tls, 0, 0, 0, false},
+    {"outbound_concurrency", kw_count, F(outbound_concurrency), 1, 1000, false},
+    {"outbound_max_connections", kw_count, F(outbound_max_connections), 1, 100000, false},
+    {"outbound_max_rcpts", kw_count, F(outbound_max_rcpts), 1, 100000, false},
+    {"outbound_timeout_connect", kw_duration, F(outbound_timeout_connect), 1, DAY, false},
+    {"outbound_timeout_command", kw_duration, F(outbound_timeout_command), 1, DAY, false},
+    {"outbound_timeout_data_init", kw_duration, F(outbound_timeout_data_init), 1, DAY, false},
+    {"outbound_timeout_data_block", kw_duration, F(outbound_timeout_data_block), 1, DAY, false},
+    {"outbound_timeout_data_end", kw_duration, F(outbound_timeout_data_end), 1, DAY, false},
+    {"outbound_idle", kw_duration, F(outbound_idle), 1, 3600, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -807,6 +1053,17 @@ static void set_defaults(struct config *cfg)
     cfg->queue_lifetime = 5 * 86400;
     cfg->log_target = LOG_TO_STDERR;
     cfg->log_level = LOG_INFO;
+    cfg->delay_warning = 4 * 3600;
+    cfg->outbound_tls = TLS_POLICY_OPPORTUNISTIC;
+    cfg->outbound_concurrency = 5;
+    cfg->outbound_max_connections = 100;
+    cfg->outbound_max_rcpts = 100;
+    cfg->outbound_timeout_connect = 30;
+    cfg->outbound_timeout_command = 300;
+    cfg->outbound_timeout_data_init = 120;
+    cfg->outbound_timeout_data_block = 180;
+    cfg->outbound_timeout_data_end = 600;
+    cfg->outbound_idle = 5;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -915,6 +1172,13 @@ void config_free(struct config *cfg)
         free(cfg->tls_certs[i].key);
     }
     free(cfg->tls_ciphers);
+    dest_free(&cfg->smarthost);
+    for (size_t i = 0; i < cfg->ntransports; i++)
+        dest_free(&cfg->transports[i]);
+    free(cfg->transports);
+    free(cfg->relay_networks);
+    free(cfg->resolver);
+    free(cfg->retry_schedule);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }
@@ -1004,4 +1268,37 @@ bool config_maildir_path(const struct config *cfg, const char *local, const char
     }
     out[n] = '\0';
     return true;
+}
+
+bool config_relay_allowed(const struct config *cfg, const char *addr)
+{
+    unsigned char a[16];
+    int family;
+    if (!addr)
+        return false;
+    if (inet_pton(AF_INET, addr, a) == 1) {
+        family = AF_INET;
+    } else if (inet_pton(AF_INET6, addr, a) == 1) {
+        family = AF_INET6;
+        /* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is that IPv4 address. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, sizeof mapped) == 0) {
+            memmove(a, a + 12, 4);
+            family = AF_INET;
+        }
+    } else {
+        return false;
+    }
+    for (size_t i = 0; i < cfg->nrelay_networks; i++) {
+        const struct cidr_cfg *c = &cfg->relay_networks[i];
+        if (c->family != family)
+            continue;
+        unsigned full = c->prefix / 8, rest = c->prefix % 8;
+        if (memcmp(a, c->addr, full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (unsigned char)(0xff00u >> rest)))
+            continue;
+        return true;
+    }
+    return false;
 }

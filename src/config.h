@@ -55,7 +55,7 @@ enum tls_policy {
 
 /* A fixed next hop: the smarthost, or one transport override. */
 struct outbound_dest_cfg {
-    char *domain;             /* transports: "example.org" or ".example.org"; NULL for the smarthost */
+    char *domain;             /* transport: "example.org" or ".example.org"; smarthost: NULL */
     char *host;               /* host name or IP address (no brackets) */
     unsigned short port;      /* default 25 */
     enum tls_policy tls;
@@ -115,10 +115,10 @@ struct config {
     enum log_target log_target; /* "log stderr" or "log syslog"; default stderr */
     int log_level;              /* LOG_INFO by default; "log_level debug" */
 
-    /* ---- outbound delivery (docs/delivery.md). Zero values mean "the default" wherever a
-     * default is given, so a struct filled by an older parser still works. ---- */
-    struct outbound_dest_cfg smarthost; /* "smarthost HOST[:PORT] [starttls=..] [auth=USER:PASSFILE]";
-                                           host NULL = none (deliver by MX) */
+    /* ---- outbound delivery (docs/delivery.md). Zero counts and timeouts mean "the default"
+     * given here, so a zeroed struct still works; delay_warning is set by the parser. ---- */
+    /* "smarthost HOST[:PORT] [starttls=..] [auth=USER:PASSFILE]"; host NULL = none (by MX) */
+    struct outbound_dest_cfg smarthost;
     struct outbound_dest_cfg *transports; /* "transport DOMAIN HOST[:PORT] [starttls=..]": per
                                              domain ("example.org", or ".example.org" for its
                                              subdomains); checked before the smarthost */
@@ -127,7 +127,7 @@ struct config {
                                         (used by the SMTP session); default none */
     size_t nrelay_networks;
     char *resolver;             /* "resolver IP[:PORT]": one DNS server; NULL = /etc/resolv.conf */
-    int delay_warning;          /* seconds before a delay DSN; default 4 h; "delay_warning 0" = never */
+    int delay_warning;          /* seconds before a delay DSN; default 4 h; 0 = never */
     int *retry_schedule;        /* "retry_schedule 1m 5m 30m 2h": delays after attempt 1, 2...;
                                    the last repeats. NULL = doubling retry_min .. retry_max */
     size_t nretry_schedule;
@@ -161,6 +161,9 @@ void config_free(struct config *cfg);
 bool config_is_local_domain(const struct config *cfg, const char *domain);
 /* Is local@domain a configured mailbox? (domain must be local; case-insensitive) */
 bool config_has_mailbox(const struct config *cfg, const char *local, const char *domain);
+/* May a client at this address (numeric IPv4/IPv6 text, "::ffff:a.b.c.d" counts as IPv4)
+ * relay to any domain? True if it is inside one of relay_networks. */
+bool config_relay_allowed(const struct config *cfg, const char *addr);
 /* Expand the Maildir pattern for a mailbox into out. Returns false if it does not fit or the
  * local part contains characters unsafe in a path ('/', leading '.'). */
 bool config_maildir_path(const struct config *cfg, const char *local, const char *domain,

@@ -1,9 +1,11 @@
 /* main.c - the `tern` binary: one table of subcommands, each a function and a line of help.
- * `tern serve` (serve.c) is the mail server; later subcommands (send, queue, user, sendmail)
- * are added to the table. */
+ * `tern serve` (serve.c) is the mail server; `tern send` (send.c) and `tern check` (check.c)
+ * are the diagnostic client; later subcommands (queue, user, sendmail) join the table. */
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
+#include "send.h"
 #include "serve.h"
 #include "util.h"
 
@@ -18,6 +20,8 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"serve", serve_main, "run the mail server in the foreground (-c FILE, --check)"},
+    {"send", send_main, "walk one SMTP session and explain every reply (--to ADDR ...)"},
+    {"check", check_main, "deliverability report for a mail domain (MX, TLS, SPF, DMARC, ...)"},
     {"version", cmd_version, "print tern's version"},
     {"help", cmd_help, "list the commands"},
 };

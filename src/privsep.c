@@ -82,6 +82,18 @@ int privsep_drop(const struct run_user *u)
     return 0;
 }
 
+int privsep_chown_fd(int fd, const struct run_user *u)
+{
+    if (!u->drop)
+        return 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -1;
+    if (st.st_uid == u->uid && st.st_gid == u->gid)
+        return 0;
+    return fchown(fd, u->uid, u->gid);
+}
+
 int privsep_chown_dir(int dirfd, const char *name, const struct run_user *u)
 {
     if (!u->drop)
@@ -89,10 +101,7 @@ int privsep_chown_dir(int dirfd, const char *name, const struct run_user *u)
     int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    struct stat st;
-    int rc = fstat(fd, &st);
-    if (rc == 0 && (st.st_uid != u->uid || st.st_gid != u->gid))
-        rc = fchown(fd, u->uid, u->gid);
+    int rc = privsep_chown_fd(fd, u);
     int saved = errno;
     close(fd);
     errno = saved;

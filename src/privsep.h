@@ -27,6 +27,9 @@ int privsep_resolve(const char *name, struct run_user *u, char *err, size_t errl
  * 0 on success, -1 (logged): the caller must not go on. */
 int privsep_drop(const struct run_user *u);
 
+/* Give the open file fd to u (fchown, only if not already u's). 0 or -1 with errno. */
+int privsep_chown_fd(int fd, const struct run_user *u);
+
 /* Give the directory `name` (relative to dirfd, or a path with AT_FDCWD) to u, without
  * following a symbolic link in its last component: the children could have put one there.
  * 0 on success (or nothing to do), -1 with errno (ELOOP/ENOTDIR for a symlink or file). */

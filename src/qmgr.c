@@ -1,20 +1,27 @@
-/* qmgr.c - the queue manager process: finds committed messages, delivers each pending
- * recipient to its local Maildir, records per-recipient results in state/<qid>, retries
- * temporary failures with a doubling delay and removes a message once every recipient is
- * done (delivered or failed).
+/* qmgr.c - the queue manager process: finds committed messages, routes each pending
+ * recipient (route.c) to local Maildir delivery (local.c) or to the SMTP client
+ * (outbound.c), records per-recipient results in state/<qid>, retries temporary failures
+ * with growing delays, gives up after queue_lifetime, and sends delivery status
+ * notifications (notify.c, bounce.c): failures (RFC 3464), delay warnings and success
+ * notices as the recipients' NOTIFY asks (RFC 3461 4.1; without NOTIFY: failures and delay
+ * warnings), never about a message from "<>".
  *
  * Discovery: inotify on queue/ (IN_MOVED_TO: a commit is a rename) plus a rescan every 30 s
  * as a safety net; the rescan also picks up retries that became due. Startup scans everything,
- * which is the recovery after a crash. Work is a FIFO processed one message per event-loop
- * iteration, so SIGTERM is seen between messages and the current one is always finished.
+ * which is the recovery after a crash. Work is a FIFO; one message is started per event-loop
+ * iteration. Local recipients are delivered at once; remote ones become jobs (one per
+ * destination) that run concurrently on the same event loop; the message is finished (state
+ * saved, DSNs queued, or removed) when its last job reports. At most QMGR_MAX_INFLIGHT
+ * messages are in progress (each holds its queue file open).
  *
- * Delivery is at-least-once. A crash after maildir_deliver succeeded but before the state
- * file (or the queue removal) reached the disk delivers that recipient again on restart: the
- * window is between the fsync of new/ in maildir_deliver and the fsync of state/ (or queue/)
- * in queue_save_state (queue_remove). Losing mail would be worse than a duplicate.
+ * Delivery is at-least-once. A crash after a delivery succeeded (Maildir fsync'd, or the
+ * remote server's 250) but before the state file reached the disk delivers that recipient
+ * again on restart; a crash between queueing a DSN and saving the state may send the DSN
+ * twice. Losing mail or a bounce would be worse than a duplicate.
  *
- * Remote delivery and bounces (RFC 3464 DSNs) come later: for now a non-local recipient
- * fails and the failure is only logged. */
+ * SIGTERM: no new work; deliveries in progress get shutdown_grace seconds, then their
+ * connections are closed and their undecided recipients stay as they were (retried after a
+ * restart). */
 #include "qmgr.h"
 
 #include <errno.h>
@@ -26,15 +33,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bounce.h"
+#include "dns.h"
 #include "envelope.h"
+#include "local.h"
 #include "log.h"
-#include "maildir.h"
+#include "notify.h"
+#include "outbound.h"
 #include "queue.h"
+#include "route.h"
+#include "smtp_reply.h"
 #include "util.h"
 
+#define QMGR_MAX_INFLIGHT 256     /* messages with deliveries in progress */
 #define QMGR_SCAN_INTERVAL 30     /* seconds between safety-net rescans */
 #define QMGR_SCAN_NO_INOTIFY 5    /* ... when inotify is unavailable */
 
@@ -44,6 +59,7 @@ struct qnode {
     char qid[QUEUE_ID_MAX];
     time_t due;             /* not worth loading before this (all its retries are later) */
     bool queued;            /* on the work FIFO */
+    bool busy;              /* deliveries in progress: not to be started again */
     unsigned gen;           /* the last rescan that saw the file */
     struct qnode *hnext;    /* hash chain */
     struct qnode *wnext;    /* work FIFO */
@@ -52,7 +68,10 @@ struct qnode {
 struct qmgr {
     const struct config *cfg;
     struct event_base *base;
-    struct event *ev_work, *ev_scan, *ev_wake, *ev_inotify, *ev_term, *ev_int;
+    struct event *ev_work, *ev_scan, *ev_wake, *ev_inotify, *ev_term, *ev_int, *ev_grace;
+    struct dns_resolver *dns;
+    struct outbound *ob;
+    size_t inflight;        /* messages with deliveries in progress */
     int inotify_fd;
     struct qnode **table;
     size_t tsize, count;
@@ -134,7 +153,8 @@ static void schedule_work(struct qmgr *q)
     /* A zero timeout rather than event_active: it goes through the poll, so signals and
      * inotify are noticed between two messages. */
     static const struct timeval now = {0, 0};
-    if (!q->stopping && q->whead && !evtimer_pending(q->ev_work, NULL))
+    if (!q->stopping && q->whead && q->inflight < QMGR_MAX_INFLIGHT &&
+        !evtimer_pending(q->ev_work, NULL))
         evtimer_add(q->ev_work, &now);
 }
 
@@ -142,7 +162,7 @@ static void enqueue(struct qmgr *q, const char *qid)
 {
     struct qnode *n = node_get(q, qid);
     n->gen = q->gen;
-    if (n->queued)
+    if (n->queued || n->busy)
         return;
     n->queued = true;
     n->wnext = NULL;
@@ -170,7 +190,7 @@ static void scan_one(const char *qid, void *arg)
     struct qmgr *q = arg;
     struct qnode *n = node_get(q, qid);
     n->gen = q->gen;
-    if (n->queued)
+    if (n->queued || n->busy)
         return;
     if (n->due > time(NULL)) {
         arm_wake(q, n->due);
@@ -191,18 +211,52 @@ static void rescan(struct qmgr *q)
         struct qnode *n = q->table[i];
         while (n) {
             struct qnode *next = n->hnext;
-            if (!n->queued && n->gen != q->gen)
+            if (!n->queued && !n->busy && n->gen != q->gen)
                 node_delete(q, n);
             n = next;
         }
     }
 }
 
-/* ---- delivery --------------------------------------------------------------------------- */
+/* ---- one delivery pass over a message ------------------------------------------------- */
 
-/* Delay before attempt number attempts+1: retry_min * 2^(attempts-1), at most retry_max. */
+/* What this pass learned about a recipient, for the log and the DSNs. */
+struct rnote {
+    bool tried;                   /* attempted (or decided) in this pass */
+    enum rcpt_status before;
+    bool remote;                  /* the result is a remote server's reply */
+    bool local;                   /* delivered locally */
+    bool peer_dsn;                /* the accepting server does DSN itself (RFC 3461 4.1) */
+    char esc[16];
+    char mta[ROUTE_NAME_MAX];
+};
+
+struct qmsg {
+    struct qmgr *q;
+    struct qnode *node;
+    struct envelope env;
+    int fd;
+    off_t off, size;
+    time_t now;
+    struct rnote *notes;
+    struct ob_msg obm;
+    struct ob_job *jobs;
+    size_t njobs;
+    struct ob_rcpt *orcpts;
+    size_t pending;               /* jobs not reported yet */
+    bool changed;
+};
+
+/* Delay before attempt number attempts+1: the configured schedule (its last entry repeats),
+ * or retry_min * 2^(attempts-1) up to retry_max. */
 static time_t retry_delay(const struct config *cfg, int attempts)
 {
+    if (cfg->nretry_schedule > 0) {
+        size_t i = attempts > 0 ? (size_t)attempts - 1 : 0;
+        if (i >= cfg->nretry_schedule)
+            i = cfg->nretry_schedule - 1;
+        return cfg->retry_schedule[i] > 0 ? cfg->retry_schedule[i] : 1;
+    }
     long long d = cfg->retry_min > 0 ? cfg->retry_min : 1;
     long long max = cfg->retry_max > d ? cfg->retry_max : d;
     for (int i = 1; i < attempts && d < max; i++)
@@ -210,154 +264,418 @@ static time_t retry_delay(const struct config *cfg, int attempts)
     return (time_t)(d < max ? d : max);
 }
 
-/* Copy s for a header field, replacing what could break the header (CR, LF, controls). */
-static void header_safe(char *out, size_t cap, const char *s)
+/* The enhanced status code in a stored result: "5.1.1 text", or "550 5.1.1 text". */
+static void esc_of(const char *reply, char *out, size_t cap, const char *fallback)
 {
-    size_t n = 0;
-    for (; *s && n + 1 < cap; s++)
-        out[n++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
-    out[n] = '\0';
+    const char *p = reply;
+    if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+        p[2] <= '9' && (p[3] == ' ' || p[3] == '\0'))
+        p += p[3] ? 4 : 3;
+    int c, s, d;
+    size_t n = smtp_esc_parse(p, &c, &s, &d);
+    if (n > 0 && n < cap) {
+        memcpy(out, p, n);
+        out[n] = '\0';
+    } else {
+        str_copy(out, cap, fallback);
+    }
 }
 
-static void rcpt_result(struct envelope_rcpt *r, enum rcpt_status st, const char *reply)
+static bool is_smtp_reply(const char *s)
 {
+    return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '9' && s[2] >= '0' &&
+           s[2] <= '9' && (s[3] == ' ' || s[3] == '\0');
+}
+
+static long long age(const struct qmsg *m)
+{
+    return m->now > m->env.arrival ? (long long)(m->now - m->env.arrival) : 0;
+}
+
+static void log_result(const struct qmsg *m, const struct envelope_rcpt *r, const char *relay,
+                       const char *esc)
+{
+    const char *status = r->status == RCPT_DELIVERED ? "sent"
+                         : r->status == RCPT_FAILED  ? "bounced"
+                                                     : "deferred";
+    const char *event = r->status == RCPT_DELIVERED ? "delivered"
+                        : r->status == RCPT_FAILED  ? "bounced"
+                                                    : "deferred";
+    if (r->status == RCPT_PENDING)
+        log_info("%s qid=%s to=<%s> relay=%s delay=%lld attempts=%d dsn=%s retry_in=%llds "
+                 "status=%s reply=%s",
+                 event, m->env.qid, r->addr, relay, age(m), r->attempts, esc,
+                 (long long)(r->next_try - m->now), status, r->last_reply);
+    else
+        log_info("%s qid=%s to=<%s> relay=%s delay=%lld attempts=%d dsn=%s status=%s reply=%s",
+                 event, m->env.qid, r->addr, relay, age(m), r->attempts, esc, status,
+                 r->last_reply);
+}
+
+/* Record a result: the envelope's recipient state, the note for DSNs, one log line. */
+static void set_result(struct qmsg *m, size_t i, enum rcpt_status st, const char *reply,
+                       const char *relay)
+{
+    struct envelope_rcpt *r = &m->env.rcpts[i];
+    struct rnote *note = &m->notes[i];
     r->status = st;
     envelope_set(&r->last_reply, reply);
+    r->next_try = st == RCPT_PENDING ? m->now + retry_delay(m->q->cfg, r->attempts) : 0;
+    if (!note->esc[0])
+        esc_of(reply, note->esc, sizeof note->esc,
+               st == RCPT_DELIVERED ? "2.0.0" : st == RCPT_PENDING ? "4.0.0" : "5.0.0");
+    note->tried = true;
+    m->changed = true;
+    log_result(m, r, relay, note->esc);
 }
 
-/* One delivery attempt for one recipient; updates r and logs one line. */
-static void deliver_rcpt(struct qmgr *q, const struct envelope *env, struct envelope_rcpt *r,
-                         int fd, off_t off, time_t now)
+static void finish_message(struct qmsg *m);
+
+static void job_done(struct ob_job *job, void *arg)
 {
-    const struct config *cfg = q->cfg;
-    long long delay = now > env->arrival ? (long long)(now - env->arrival) : 0;
-    char local[SMTP_LOCAL_MAX * 4 + 1], domain[SMTP_DOMAIN_MAX + 1], path[PATH_MAX];
-    char reason[PATH_MAX + 256], err[PATH_MAX + 128];
-    const char *at = strrchr(r->addr, '@');
-    size_t llen = at ? (size_t)(at - r->addr) : 0;
-    if (r->attempts < INT_MAX) /* the count comes from a file: never overflow it */
-        r->attempts++;
-    path[0] = '\0';
-    if (!at || llen == 0 || llen >= sizeof local || !str_copy(domain, sizeof domain, at + 1) ||
-        domain[0] == '\0') {
-        rcpt_result(r, RCPT_FAILED, "5.1.3 malformed recipient address");
-        goto failed;
+    struct qmsg *m = arg;
+    for (size_t k = 0; k < job->nrcpts; k++) {
+        struct ob_rcpt *o = &job->rcpts[k];
+        size_t i = (size_t)o->tag;
+        struct envelope_rcpt *r = &m->env.rcpts[i];
+        struct rnote *note = &m->notes[i];
+        if (o->status == OB_PENDING) {
+            /* Not attempted after all (stopping): as if this pass never happened. */
+            if (r->attempts > 0)
+                r->attempts--;
+            continue;
+        }
+        note->remote = o->remote;
+        note->peer_dsn = o->peer_dsn;
+        str_copy(note->esc, sizeof note->esc, o->esc);
+        str_copy(note->mta, sizeof note->mta, o->mta);
+        enum rcpt_status st = o->status == OB_SENT       ? RCPT_DELIVERED
+                              : o->status == OB_DEFERRED ? RCPT_PENDING
+                                                         : RCPT_FAILED;
+        set_result(m, i, st, o->reply, o->relay);
     }
-    memcpy(local, r->addr, llen);
-    local[llen] = '\0';
-    /* Mailboxes are configured lower-cased and matched case-insensitively: DEMO@ and demo@
-     * are one mailbox, so they must map to one Maildir. */
-    str_lower(local);
-    str_lower(domain);
-    if (!config_is_local_domain(cfg, domain)) {
-        rcpt_result(r, RCPT_FAILED, "5.4.4 not a local domain; remote delivery is not implemented");
-        goto failed;
-    }
-    if (!config_has_mailbox(cfg, local, domain)) {
-        rcpt_result(r, RCPT_FAILED, "5.1.1 mailbox unknown");
-        goto failed;
-    }
-    if (!config_maildir_path(cfg, local, domain, path, sizeof path)) {
-        rcpt_result(r, RCPT_FAILED, "5.3.5 mailbox path is too long or unsafe");
-        goto failed;
-    }
-    char hdr[2 * SMTP_PATH_MAX + 64], sender[SMTP_PATH_MAX + 1], rcpt[SMTP_PATH_MAX + 1];
-    header_safe(sender, sizeof sender, env->sender);
-    header_safe(rcpt, sizeof rcpt, r->addr);
-    snprintf(hdr, sizeof hdr, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", sender, rcpt);
-    enum maildir_result res = maildir_deliver(path, cfg->hostname, hdr, fd, off, err, sizeof err);
-    if (res == MAILDIR_OK) {
-        rcpt_result(r, RCPT_DELIVERED, "2.0.0 delivered to maildir");
-        r->next_try = 0;
-        log_info("delivered qid=%s to=<%s> mailbox=%s delay=%lld attempts=%d status=sent",
-                 env->qid, r->addr, path, delay, r->attempts);
-        return;
-    }
-    if (res == MAILDIR_TEMPFAIL) {
-        snprintf(reason, sizeof reason, "4.3.0 %s", err);
-        rcpt_result(r, RCPT_PENDING, reason);
-        r->next_try = now + retry_delay(cfg, r->attempts);
-        log_info("deferred qid=%s to=<%s> mailbox=%s delay=%lld attempts=%d retry_in=%llds "
-                 "status=deferred reason=%s",
-                 env->qid, r->addr, path, delay, r->attempts, (long long)(r->next_try - now),
-                 reason);
-        return;
-    }
-    snprintf(reason, sizeof reason, "5.3.0 %s", err);
-    rcpt_result(r, RCPT_FAILED, reason);
-failed:
-    /* Bounce messages come with outbound delivery; for now the failure is logged. */
-    log_info("bounced qid=%s to=<%s> mailbox=%s delay=%lld attempts=%d status=bounced "
-             "reason=%s",
-             env->qid, r->addr, path[0] ? path : "-", delay, r->attempts, r->last_reply);
+    if (--m->pending == 0)
+        finish_message(m);
 }
 
-/* Attempt every due recipient of one message. Returns false when the message is gone (all
- * done and removed, or the file vanished); else *due is when it is next worth a look. */
-static bool process_message(struct qmgr *q, const char *qid, time_t *due)
+static bool wants(unsigned notify, unsigned bit)
 {
-    const struct config *cfg = q->cfg;
-    struct envelope env;
-    int fd;
-    off_t off;
-    envelope_init(&env);
-    if (queue_load(cfg->spool_dir, qid, &env, &fd, &off) < 0) {
-        int e = errno;
-        envelope_free(&env);
-        if (e == ENOENT)
-            return false;
-        /* A damaged queue file is kept for a human to look at, and looked at again rarely. */
-        log_err("cannot load qid=%s: %s", qid, strerror(e));
-        *due = time(NULL) + (cfg->retry_max > 0 ? cfg->retry_max : 3600);
-        return true;
+    if (notify & NOTIFY_NEVER)
+        return false;
+    /* RFC 3461 4.1: without NOTIFY, failures are reported; tern adds delay warnings. */
+    if (notify == 0)
+        return bit == NOTIFY_FAILURE || bit == NOTIFY_DELAY;
+    return (notify & bit) != 0;
+}
+
+/* Fill a DSN recipient from the envelope state and this pass's note. text is scratch space
+ * for a composed reason. */
+static void dsn_rcpt_of(const struct qmsg *m, size_t i, enum dsn_action action,
+                        struct dsn_rcpt *d, char *text, size_t textcap)
+{
+    const struct envelope_rcpt *r = &m->env.rcpts[i];
+    const struct rnote *note = &m->notes[i];
+    memset(d, 0, sizeof *d);
+    d->addr = r->addr;
+    d->orcpt = r->orcpt;
+    d->action = action;
+    d->status = note->esc;
+    d->last_attempt = note->tried ? m->now : 0;
+    const char *reply = r->last_reply ? r->last_reply : "";
+    if (note->tried && note->remote) {
+        d->remote_mta = note->mta;
+        d->diagnostic = reply;
+    } else if (is_smtp_reply(reply)) {
+        d->diagnostic = reply; /* a server's words from an earlier attempt */
+    } else {
+        /* our own reason: drop the status code in front, it is in Status: */
+        const char *t = reply;
+        if (note->esc[0] && strncmp(t, note->esc, strlen(note->esc)) == 0)
+            t += strlen(note->esc);
+        while (*t == ' ')
+            t++;
+        str_copy(text, textcap, t);
+        d->reason = text;
     }
-    time_t now = time(NULL), next = 0;
-    bool expired = cfg->queue_lifetime > 0 && now - env.arrival > (time_t)cfg->queue_lifetime;
-    bool changed = false;
-    for (size_t i = 0; i < env.nrcpts; i++) {
-        struct envelope_rcpt *r = &env.rcpts[i];
-        if (r->status != RCPT_PENDING)
-            continue;
-        if (expired) {
-            changed = true;
-            rcpt_result(r, RCPT_FAILED, "4.4.7 queue lifetime exceeded");
-            log_info("bounced qid=%s to=<%s> delay=%lld attempts=%d status=bounced reason=%s",
-                     env.qid, r->addr, (long long)(now - env.arrival), r->attempts,
-                     r->last_reply);
-            continue;
-        }
-        if (r->next_try <= now) {
-            deliver_rcpt(q, &env, r, fd, off, now);
-            changed = true;
-        }
+}
+
+static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
+                     const enum dsn_action *actions, size_t n)
+{
+    const struct config *cfg = m->q->cfg;
+    struct dsn_rcpt *dr = xcalloc(n, sizeof *dr);
+    char (*texts)[OB_REPLY_MAX + 64] = xcalloc(n, sizeof *texts);
+    for (size_t k = 0; k < n; k++)
+        dsn_rcpt_of(m, idx[k], actions[k], &dr[k], texts[k], sizeof texts[k]);
+    char dsn_qid[QUEUE_ID_MAX] = "";
+    time_t until = m->env.arrival + (cfg->queue_lifetime > 0 ? cfg->queue_lifetime : 5 * 86400);
+    const char *what = kind == DSN_ACTION_FAILED    ? "failure"
+                       : kind == DSN_ACTION_DELAYED ? "delay"
+                                                    : "success";
+    if (notify_queue(cfg, &m->env, m->fd, m->off, m->size, kind, dr, n, m->now, until,
+                     dsn_qid) == 0)
+        log_info("dsn qid=%s kind=%s to=<%s> nrcpt=%zu dsn_qid=%s", m->env.qid, what,
+                 m->env.sender, n, dsn_qid);
+    else
+        log_err("cannot queue the %s DSN for qid=%s to=<%s>: %s", what, m->env.qid,
+                m->env.sender, strerror(errno));
+    free(dr);
+    free(texts);
+}
+
+/* When is the message next worth a look: the earliest retry, the lifetime's end, and the
+ * delay warning if one is still to come. */
+static time_t next_due(const struct qmsg *m, bool warn_pending)
+{
+    const struct config *cfg = m->q->cfg;
+    time_t next = 0;
+    for (size_t i = 0; i < m->env.nrcpts; i++) {
+        const struct envelope_rcpt *r = &m->env.rcpts[i];
         if (r->status == RCPT_PENDING && (next == 0 || r->next_try < next))
             next = r->next_try;
     }
-    close(fd);
+    if (cfg->queue_lifetime > 0) {
+        time_t expiry = m->env.arrival + (time_t)cfg->queue_lifetime + 1;
+        if (next == 0 || expiry < next)
+            next = expiry;
+    }
+    if (warn_pending) {
+        time_t w = m->env.arrival + (time_t)cfg->delay_warning;
+        if (next == 0 || w < next)
+            next = w;
+    }
+    return next;
+}
+
+/* All results are in: DSNs, then the state (or removal), then schedule the next look. */
+static void finish_message(struct qmsg *m)
+{
+    struct qmgr *q = m->q;
+    const struct config *cfg = q->cfg;
+    struct envelope *env = &m->env;
+    size_t n = env->nrcpts;
+    size_t *idx = xcalloc(n ? n : 1, sizeof *idx);
+    enum dsn_action *act = xcalloc(n ? n : 1, sizeof *act);
+    bool can_notify = env->sender && env->sender[0] != '\0';
+
+    /* Failures (RFC 3464) and successes (RFC 3461 4.1) of this pass. */
+    size_t k = 0;
+    for (size_t i = 0; i < n && can_notify; i++) {
+        if (m->notes[i].before == RCPT_PENDING && env->rcpts[i].status == RCPT_FAILED &&
+            wants(env->rcpts[i].notify, NOTIFY_FAILURE)) {
+            idx[k] = i;
+            act[k++] = DSN_ACTION_FAILED;
+        }
+    }
+    if (k > 0)
+        send_dsn(m, DSN_ACTION_FAILED, idx, act, k);
+    k = 0;
+    for (size_t i = 0; i < n && can_notify; i++) {
+        const struct rnote *note = &m->notes[i];
+        if (note->before != RCPT_PENDING || env->rcpts[i].status != RCPT_DELIVERED ||
+            !wants(env->rcpts[i].notify, NOTIFY_SUCCESS))
+            continue;
+        if (note->remote && note->peer_dsn)
+            continue; /* the next server took NOTIFY over and reports itself */
+        idx[k] = i;
+        act[k++] = note->local ? DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED;
+    }
+    if (k > 0)
+        send_dsn(m, DSN_ACTION_DELIVERED, idx, act, k);
+
+    /* The delay warning: once, when the message is older than delay_warning. */
+    bool warn_pending = false;
+    if (can_notify && cfg->delay_warning > 0 && envelope_pending(env) > 0 &&
+        !notify_delay_sent(cfg->spool_dir, env->qid)) {
+        k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (env->rcpts[i].status == RCPT_PENDING &&
+                wants(env->rcpts[i].notify, NOTIFY_DELAY)) {
+                idx[k] = i;
+                act[k++] = DSN_ACTION_DELAYED;
+            }
+        }
+        if (k > 0 && m->now >= env->arrival + (time_t)cfg->delay_warning) {
+            for (size_t j = 0; j < k; j++)
+                if (!m->notes[idx[j]].esc[0])
+                    esc_of(env->rcpts[idx[j]].last_reply ? env->rcpts[idx[j]].last_reply : "",
+                           m->notes[idx[j]].esc, sizeof m->notes[idx[j]].esc, "4.0.0");
+            send_dsn(m, DSN_ACTION_DELAYED, idx, act, k);
+            notify_mark_delay(cfg->spool_dir, env->qid);
+        } else if (k > 0) {
+            warn_pending = true;
+        }
+    }
+    free(idx);
+    free(act);
+
+    struct qnode *node = m->node;
     bool keep = true;
-    if (envelope_pending(&env) == 0) {
-        if (queue_remove(cfg->spool_dir, qid) == 0) {
-            log_info("removed qid=%s", qid);
+    time_t due = 0;
+    if (envelope_pending(env) == 0) {
+        if (queue_remove(cfg->spool_dir, env->qid) == 0) {
+            log_info("removed qid=%s", env->qid);
+            notify_forget(cfg->spool_dir, env->qid);
             keep = false;
         } else {
-            log_err("cannot remove qid=%s: %s", qid, strerror(errno));
-            if (queue_save_state(cfg->spool_dir, &env) < 0)
-                log_err("cannot save state qid=%s: %s", qid, strerror(errno));
-            next = now + retry_delay(cfg, 1);
+            log_err("cannot remove qid=%s: %s", env->qid, strerror(errno));
+            if (queue_save_state(cfg->spool_dir, env) < 0)
+                log_err("cannot save state qid=%s: %s", env->qid, strerror(errno));
+            due = m->now + retry_delay(cfg, 1);
         }
-    } else if (changed && queue_save_state(cfg->spool_dir, &env) < 0) {
-        /* The results are lost with this process's memory: recipients delivered now are
-         * delivered again next time (at-least-once). */
-        log_err("cannot save state qid=%s: %s", qid, strerror(errno));
+    } else {
+        if (m->changed && queue_save_state(cfg->spool_dir, env) < 0)
+            /* The results are lost with this process's memory: recipients delivered now
+             * are delivered again next time (at-least-once). */
+            log_err("cannot save state qid=%s: %s", env->qid, strerror(errno));
+        due = next_due(m, warn_pending);
     }
+    close(m->fd);
+    node->busy = false;
     if (keep) {
-        time_t expiry = env.arrival + (time_t)cfg->queue_lifetime + 1;
-        if (cfg->queue_lifetime > 0 && (next == 0 || expiry < next))
-            next = expiry;
-        *due = next;
+        node->due = due;
+        if (due > 0)
+            arm_wake(q, due);
+    } else {
+        node_delete(q, node);
     }
-    envelope_free(&env);
-    return keep;
+    envelope_free(env);
+    free(m->notes);
+    free(m->jobs);
+    free(m->orcpts);
+    free(m);
+    q->inflight--;
+    if (q->stopping && q->inflight == 0)
+        event_base_loopbreak(q->base);
+    schedule_work(q);
+}
+
+/* The lifetime is over: every pending recipient fails (RFC 5321 4.5.4.1: give up after
+ * 4-5 days), with the last error in the report. */
+static void expire_rcpt(struct qmsg *m, size_t i)
+{
+    struct envelope_rcpt *r = &m->env.rcpts[i];
+    char reason[OB_REPLY_MAX + 80];
+    snprintf(reason, sizeof reason, "4.4.7 queue lifetime exceeded%s%s",
+             r->last_reply && r->last_reply[0] ? "; last error: " : "",
+             r->last_reply ? r->last_reply : "");
+    str_copy(m->notes[i].esc, sizeof m->notes[i].esc, "4.4.7");
+    set_result(m, i, RCPT_FAILED, reason, "none");
+}
+
+/* Start a pass over one message: local recipients now, remote ones as jobs. */
+static void start_message(struct qmgr *q, struct qnode *node)
+{
+    const struct config *cfg = q->cfg;
+    struct qmsg *m = xcalloc(1, sizeof *m);
+    m->q = q;
+    m->node = node;
+    envelope_init(&m->env);
+    if (queue_load(cfg->spool_dir, node->qid, &m->env, &m->fd, &m->off) < 0) {
+        int e = errno;
+        envelope_free(&m->env);
+        free(m);
+        if (e == ENOENT) {
+            notify_forget(cfg->spool_dir, node->qid);
+            node_delete(q, node);
+            return;
+        }
+        /* A damaged queue file is kept for a human to look at, and looked at again rarely. */
+        log_err("cannot load qid=%s: %s", node->qid, strerror(e));
+        node->due = time(NULL) + (cfg->retry_max > 0 ? cfg->retry_max : 3600);
+        arm_wake(q, node->due);
+        return;
+    }
+    struct stat st;
+    m->size = fstat(m->fd, &st) == 0 && st.st_size > m->off ? st.st_size - m->off : 0;
+    m->now = time(NULL);
+    struct envelope *env = &m->env;
+    m->notes = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *m->notes);
+    m->orcpts = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *m->orcpts);
+    struct route *routes = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *routes);
+    bool *remote = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof *remote);
+    node->busy = true;
+    q->inflight++;
+
+    bool expired = cfg->queue_lifetime > 0 &&
+                   m->now - env->arrival > (time_t)cfg->queue_lifetime;
+    size_t nremote = 0;
+    for (size_t i = 0; i < env->nrcpts; i++) {
+        struct envelope_rcpt *r = &env->rcpts[i];
+        m->notes[i].before = r->status;
+        if (r->status != RCPT_PENDING)
+            continue;
+        if (expired) {
+            expire_rcpt(m, i);
+            continue;
+        }
+        if (r->next_try > m->now)
+            continue;
+        if (r->attempts < INT_MAX) /* the count comes from a file: never overflow it */
+            r->attempts++;
+        char err[OB_REPLY_MAX];
+        const char *domain = route_addr_domain(r->addr);
+        if (route_lookup(cfg, domain, &routes[i], err, sizeof err) < 0) {
+            set_result(m, i, RCPT_FAILED, err, "none");
+            continue;
+        }
+        if (routes[i].kind == ROUTE_LOCAL) {
+            char reply[OB_REPLY_MAX + PATH_MAX], mailbox[PATH_MAX], relay[PATH_MAX + 16];
+            enum rcpt_status rs = local_deliver(cfg, env, r, m->fd, m->off, reply,
+                                                sizeof reply, mailbox, sizeof mailbox);
+            m->notes[i].local = true;
+            snprintf(relay, sizeof relay, "local:%s", mailbox);
+            set_result(m, i, rs, reply, relay);
+            continue;
+        }
+        remote[i] = true;
+        nremote++;
+    }
+
+    if (nremote > 0) {
+        m->obm = (struct ob_msg){
+            .qid = env->qid,
+            .sender = env->sender,
+            .envid = env->envid ? env->envid : "",
+            .body = env->body,
+            .smtputf8 = env->smtputf8,
+            .ret = env->ret,
+            .fd = m->fd,
+            .offset = m->off,
+            .size = m->size,
+        };
+        /* One job per destination: its recipients side by side in orcpts. */
+        m->jobs = xcalloc(nremote, sizeof *m->jobs);
+        size_t used = 0;
+        for (size_t i = 0; i < env->nrcpts; i++) {
+            if (!remote[i])
+                continue;
+            struct ob_job *job = &m->jobs[m->njobs++];
+            job->route = routes[i];
+            job->msg = &m->obm;
+            job->rcpts = &m->orcpts[used];
+            job->done = job_done;
+            job->arg = m;
+            for (size_t j = i; j < env->nrcpts; j++) {
+                if (!remote[j] || strcmp(routes[j].key, routes[i].key) != 0)
+                    continue;
+                remote[j] = false;
+                struct ob_rcpt *o = &m->orcpts[used++];
+                o->addr = env->rcpts[j].addr;
+                o->notify = env->rcpts[j].notify;
+                o->orcpt = env->rcpts[j].orcpt ? env->rcpts[j].orcpt : "";
+                o->tag = (int)j;
+                job->nrcpts++;
+            }
+        }
+        m->pending = m->njobs;
+        for (size_t j = 0; j < m->njobs; j++)
+            outbound_submit(q->ob, &m->jobs[j]);
+    }
+    free(routes);
+    free(remote);
+    if (m->njobs == 0)
+        finish_message(m);
 }
 
 /* ---- event callbacks -------------------------------------------------------------------- */
@@ -368,21 +686,14 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct qmgr *q = arg;
     struct qnode *n = q->whead;
-    if (!n || q->stopping)
+    if (!n || q->stopping || q->inflight >= QMGR_MAX_INFLIGHT)
         return;
     q->whead = n->wnext;
     if (!q->whead)
         q->wtail = NULL;
     n->queued = false;
     n->wnext = NULL;
-    time_t due = 0;
-    if (process_message(q, n->qid, &due)) {
-        n->due = due;
-        if (due > 0)
-            arm_wake(q, due);
-    } else {
-        node_delete(q, n);
-    }
+    start_message(q, n);
     schedule_work(q);
 }
 
@@ -406,24 +717,34 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct qmgr *q = arg;
-    log_info("signal %d: stopping", (int)sig);
+    if (q->stopping)
+        return;
     q->stopping = true;
+    if (q->inflight == 0) {
+        log_info("signal %d: stopping", (int)sig);
+        event_base_loopbreak(q->base);
+        return;
+    }
+    /* Deliveries in progress get a moment to finish. */
+    int grace = q->cfg->shutdown_grace > 0 ? q->cfg->shutdown_grace : 0;
+    log_info("signal %d: stopping after %zu message(s) in delivery (at most %d s)", (int)sig,
+             q->inflight, grace);
+    struct timeval tv = {grace, 0};
+    evtimer_add(q->ev_grace, &tv);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct qmgr *q = arg;
+    log_info("stopping: closing %zu connection(s) with deliveries in progress",
+             outbound_connections(q->ob));
+    outbound_abort_all(q->ob); /* every job reports; the messages finish */
     event_base_loopbreak(q->base);
 }
 
 /* ---- setup ------------------------------------------------------------------------------ */
-
-/* Accept only names a queue ID can have; inotify also reports other files. */
-static bool name_is_qid(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= QUEUE_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'Z')))
-            return false;
-    return true;
-}
 
 static void inotify_filtered_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -441,7 +762,7 @@ static void inotify_filtered_cb(evutil_socket_t fd, short what, void *arg)
             const struct inotify_event *ev = (const struct inotify_event *)(buf + i);
             if (ev->mask & IN_Q_OVERFLOW)
                 overflow = true;
-            else if (ev->len > 0 && memchr(ev->name, '\0', ev->len) && name_is_qid(ev->name))
+            else if (ev->len > 0 && memchr(ev->name, '\0', ev->len) && queue_id_valid(ev->name))
                 enqueue(q, ev->name);
             i += (ssize_t)(sizeof(struct inotify_event) + ev->len);
         }
@@ -470,7 +791,12 @@ static int setup_inotify(struct qmgr *q)
 
 static void qmgr_free(struct qmgr *q)
 {
-    struct event *evs[] = {q->ev_work, q->ev_scan, q->ev_wake, q->ev_inotify, q->ev_term, q->ev_int};
+    if (q->ob)
+        outbound_free(q->ob); /* reports unfinished jobs: their messages finish first */
+    if (q->dns)
+        dns_resolver_free(q->dns);
+    struct event *evs[] = {q->ev_work, q->ev_scan, q->ev_wake, q->ev_inotify,
+                           q->ev_term, q->ev_int, q->ev_grace};
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -500,6 +826,7 @@ int qmgr_run(const struct config *cfg)
     int orphans = queue_clean_state(cfg->spool_dir);
     if (orphans > 0)
         log_info("removed %d state files without queue file", orphans);
+    notify_clean(cfg->spool_dir);
     q.table = xcalloc(q.tsize, sizeof *q.table);
     q.base = event_base_new();
     if (!q.base) {
@@ -512,9 +839,22 @@ int qmgr_run(const struct config *cfg)
     q.ev_scan = event_new(q.base, -1, EV_PERSIST, scan_cb, &q);
     q.ev_term = evsignal_new(q.base, SIGTERM, stop_cb, &q);
     q.ev_int = evsignal_new(q.base, SIGINT, stop_cb, &q);
-    if (!q.ev_work || !q.ev_wake || !q.ev_scan || !q.ev_term || !q.ev_int ||
+    q.ev_grace = evtimer_new(q.base, grace_cb, &q);
+    if (!q.ev_work || !q.ev_wake || !q.ev_scan || !q.ev_term || !q.ev_int || !q.ev_grace ||
         event_add(q.ev_term, NULL) < 0 || event_add(q.ev_int, NULL) < 0) {
         log_err("cannot set up events");
+        qmgr_free(&q);
+        return 1;
+    }
+    /* DNS for MX lookups; without it remote deliveries are deferred, local ones go on. */
+    char err[256];
+    struct dns_options dopts = {.nameserver = cfg->resolver};
+    q.dns = dns_resolver_new_opts(q.base, &dopts, err, sizeof err);
+    if (!q.dns)
+        log_err("cannot start the DNS resolver: %s; remote delivery will be deferred", err);
+    q.ob = outbound_new(cfg, q.base, q.dns, err, sizeof err);
+    if (!q.ob) {
+        log_err("cannot start the SMTP client: %s", err);
         qmgr_free(&q);
         return 1;
     }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -62,6 +63,7 @@ struct generation {
     struct config cfg;
     struct run_user user;
     struct tls_server *tls;     /* NULL: no certificate configured */
+    int spool_fd;               /* the spool directory, locked (-1 until prepare_dirs) */
     struct listener_fd *fds;    /* one per cfg.listen[], pointing into it */
     size_t nfds;
     struct child *children;     /* the workers, then the queue manager */
@@ -113,7 +115,7 @@ static void addr_name(const char *addr, unsigned port, char *out, size_t cap)
     snprintf(out, cap, strchr(addr, ':') ? "[%s]:%u" : "%s:%u", addr, port);
 }
 
-/* In a fresh child: the supervisor's fork() left stdio buffers it may flush twice. */
+/* Before fork(): a child must not inherit, and flush again, output still in our buffers. */
 static void flush_stdio(void)
 {
     fflush(stdout);
@@ -198,7 +200,7 @@ static bool maildir_base(const char *pattern, char *base, size_t cap, bool *per_
     for (const char *p = pattern; p < end; p++)
         if (*p == '/')
             slash = p;
-    *per_domain = pct && slash == pct - 1 && strncmp(pct, "%d/", 3) == 0;
+    *per_domain = pct && (pct == pattern || pct[-1] == '/') && strncmp(pct, "%d/", 3) == 0;
     if (!slash)
         return str_copy(base, cap, ".");
     if (slash == pattern)
@@ -233,12 +235,55 @@ static int make_dir(const char *path, unsigned mode)
     return mkdir_p(path, mode);
 }
 
+/* Every generation: for (g = sv.cur; g; g = gen_next(g)). */
+static struct generation *gen_next(const struct generation *g)
+{
+    return g == sv.cur ? sv.retired : g->next;
+}
+
+/* Open the spool directory, locked against a second tern: two queue managers would deliver
+ * a message twice, and one's recovery would delete the other's receptions. The lock
+ * belongs to the open file description, which the children inherit: it lasts until the
+ * last process that may write the spool has exited. A generation of ours already holding
+ * it shares its description. Returns the descriptor or -1 with err set. */
+static int spool_lock(const char *spool, char *err, size_t errlen)
+{
+    int fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st, held;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "cannot open the spool %s: %s", spool, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    for (struct generation *g = sv.cur; g; g = gen_next(g)) {
+        if (g->spool_fd >= 0 && fstat(g->spool_fd, &held) == 0 && held.st_dev == st.st_dev &&
+            held.st_ino == st.st_ino) {
+            close(fd);
+            fd = fcntl(g->spool_fd, F_DUPFD_CLOEXEC, 0);
+            if (fd < 0)
+                snprintf(err, errlen, "cannot duplicate a descriptor: %s", strerror(errno));
+            return fd;
+        }
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "the spool %s is in use by another tern serve: two must never "
+                     "share a spool", spool);
+        else
+            snprintf(err, errlen, "cannot lock the spool %s: %s", spool, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* The spool and the top of the Maildir tree: create them, and as root give them to the
  * user (the spool is tern's own; so is a Maildir tree we create, and each per-domain
  * directory, which only root may be able to create: /var/mail is root's on Debian).
  * recover: also drop unfinished receptions (startup only: at a reload, running workers
  * are still writing theirs). */
-static int prepare_dirs(const struct generation *g, bool recover, char *err, size_t errlen)
+static int prepare_dirs(struct generation *g, bool recover, char *err, size_t errlen)
 {
     const struct config *cfg = &g->cfg;
     const struct run_user *u = &g->user;
@@ -246,28 +291,23 @@ static int prepare_dirs(const struct generation *g, bool recover, char *err, siz
         snprintf(err, errlen, "cannot create the spool %s: %s", cfg->spool_dir, strerror(errno));
         return -1;
     }
+    if ((g->spool_fd = spool_lock(cfg->spool_dir, err, errlen)) < 0)
+        return -1;
     if (u->drop) {
-        if (privsep_chown_dir(AT_FDCWD, cfg->spool_dir, u) < 0) {
+        if (privsep_chown_fd(g->spool_fd, u) < 0) {
             snprintf(err, errlen, "cannot give the spool %s to user %s: %s", cfg->spool_dir,
                      u->name, strerror(errno));
             return -1;
         }
         /* Subdirectories left by a run as another user. */
-        int dfd = open(cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0) {
-            snprintf(err, errlen, "cannot open the spool %s: %s", cfg->spool_dir, strerror(errno));
-            return -1;
-        }
         static const char *const subdirs[] = {"tmp", "queue", "state"};
         for (size_t i = 0; i < ARRAY_LEN(subdirs); i++) {
-            if (privsep_chown_dir(dfd, subdirs[i], u) < 0 && errno != ENOENT) {
+            if (privsep_chown_dir(g->spool_fd, subdirs[i], u) < 0 && errno != ENOENT) {
                 snprintf(err, errlen, "cannot give %s/%s to user %s: %s", cfg->spool_dir,
                          subdirs[i], u->name, strerror(errno));
-                close(dfd);
                 return -1;
             }
         }
-        close(dfd);
     }
     struct spool_job job = {.spool = cfg->spool_dir, .recover = recover};
     if (spool_job(u, &job) < 0) {
@@ -443,6 +483,8 @@ static void gen_free(struct generation *g)
 {
     if (!g)
         return;
+    if (g->spool_fd >= 0)
+        close(g->spool_fd);
     config_free(&g->cfg);
     tls_server_free(g->tls);
     free(g->fds);
@@ -455,6 +497,7 @@ static void gen_free(struct generation *g)
 static struct generation *gen_new(char *err, size_t errlen)
 {
     struct generation *g = xcalloc(1, sizeof *g);
+    g->spool_fd = -1;
     if (config_load(&g->cfg, sv.config_path, err, errlen) < 0 ||
         privsep_resolve(g->cfg.user, &g->user, err, errlen) < 0)
         goto fail;
@@ -488,8 +531,8 @@ static size_t gen_alive(const struct generation *g)
 
 static size_t all_alive(void)
 {
-    size_t n = sv.cur ? gen_alive(sv.cur) : 0;
-    for (const struct generation *g = sv.retired; g; g = g->next)
+    size_t n = 0;
+    for (const struct generation *g = sv.cur; g; g = gen_next(g))
         n += gen_alive(g);
     return n;
 }
@@ -497,10 +540,10 @@ static size_t all_alive(void)
 /* The queue manager is single: two would deliver the same message twice. */
 static bool qmgr_alive(void)
 {
-    for (const struct generation *g = sv.retired; g; g = g->next)
+    for (const struct generation *g = sv.cur; g; g = gen_next(g))
         if (g->children[g->nchildren - 1].pid)
             return true;
-    return sv.cur && sv.cur->children[sv.cur->nchildren - 1].pid;
+    return false;
 }
 
 static void gen_signal(struct generation *g, int sig)
@@ -531,6 +574,10 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
     for (size_t i = 0; i < sv.nsocks; i++)
         if (c->kind == CHILD_QMGR || !gen_has_fd(g, sv.socks[i].fd))
             close(sv.socks[i].fd);
+    /* Keep only our own spool lock: another generation's must go when that one is done. */
+    for (struct generation *o = sv.cur; o; o = gen_next(o))
+        if (o != g && o->spool_fd >= 0)
+            close(o->spool_fd);
     /* The supervisor blocks the signals it reads from its signalfd: unblock them here.
      * SIGHUP is the supervisor's business (a terminal hangup reaches the whole group). */
     signal(SIGHUP, SIG_IGN);
@@ -549,6 +596,12 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
     exit(rc);
 }
 
+/* One more quick failure: wait 1 s, then twice as long each time, at most BACKOFF_MAX. */
+static void backoff_grow(struct child *c)
+{
+    c->backoff = c->backoff == 0 ? 1 : c->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->backoff * 2;
+}
+
 static void spawn(struct generation *g, struct child *c, int64_t now)
 {
     char name[32];
@@ -556,7 +609,7 @@ static void spawn(struct generation *g, struct child *c, int64_t now)
     flush_stdio();
     pid_t pid = fork();
     if (pid < 0) {
-        c->backoff = c->backoff ? (c->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->backoff * 2) : 1;
+        backoff_grow(c);
         log_err("cannot fork the %s: %s; trying again in %d s", name, strerror(errno), c->backoff);
         c->restart_at = now + c->backoff * 1000;
         return;
@@ -584,22 +637,26 @@ static void start_due(int64_t now)
     }
 }
 
+static void earliest(int64_t *next, int64_t t)
+{
+    if (t > 0 && (*next < 0 || t < *next))
+        *next = t;
+}
+
 /* The next time something must happen, or -1. */
 static int64_t next_deadline(void)
 {
     int64_t next = -1;
-#define CONSIDER(t) do { if ((t) > 0 && (next < 0 || (t) < next)) next = (t); } while (0)
     if (sv.stopping)
-        CONSIDER(sv.kill_at);
+        earliest(&next, sv.kill_at);
     else if (sv.cur)
         for (size_t i = 0; i < sv.cur->nchildren; i++) {
             const struct child *c = &sv.cur->children[i];
             if (!c->pid && c->pending && !(c->kind == CHILD_QMGR && qmgr_alive()))
-                CONSIDER(c->restart_at > 0 ? c->restart_at : 1);
+                earliest(&next, c->restart_at > 0 ? c->restart_at : 1);
         }
     for (const struct generation *g = sv.retired; g; g = g->next)
-        CONSIDER(g->kill_at);
-#undef CONSIDER
+        earliest(&next, g->kill_at);
     return next;
 }
 
@@ -630,7 +687,7 @@ static void retired_drop_finished(void)
 
 static struct child *gen_find(struct generation *g, pid_t pid)
 {
-    for (size_t i = 0; g && i < g->nchildren; i++)
+    for (size_t i = 0; i < g->nchildren; i++)
         if (g->children[i].pid == pid)
             return &g->children[i];
     return NULL;
@@ -638,11 +695,10 @@ static struct child *gen_find(struct generation *g, pid_t pid)
 
 static void on_child_exit(pid_t pid, int status, int64_t now)
 {
-    struct generation *g = sv.cur;
-    struct child *c = gen_find(g, pid);
-    if (!c)
-        for (g = sv.retired; g && !(c = gen_find(g, pid)); g = g->next)
-            continue;
+    struct generation *g;
+    struct child *c = NULL;
+    for (g = sv.cur; g && !(c = gen_find(g, pid)); g = gen_next(g))
+        continue;
     if (!c) {
         log_debug("reaped pid=%ld, not one of ours", (long)pid);
         return;
@@ -662,7 +718,7 @@ static void on_child_exit(pid_t pid, int status, int64_t now)
     bool crashed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
     int64_t ran = now - c->started;
     if (ran < QUICK_CRASH_MS)
-        c->backoff = c->backoff ? (c->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->backoff * 2) : 1;
+        backoff_grow(c);
     else
         c->backoff = 0;
     char when[32] = "now";
@@ -689,8 +745,8 @@ static void reap(int64_t now)
 
 static int max_grace(void)
 {
-    int grace = sv.cur ? sv.cur->cfg.shutdown_grace : 0;
-    for (const struct generation *g = sv.retired; g; g = g->next)
+    int grace = 0;
+    for (const struct generation *g = sv.cur; g; g = gen_next(g))
         if (g->cfg.shutdown_grace > grace)
             grace = g->cfg.shutdown_grace;
     return grace;
@@ -705,9 +761,7 @@ static void begin_stop(int sig, int64_t now)
     sv.stopping = true;
     size_t n = all_alive();
     log_info("stopping on signal %d: sending SIGTERM to %zu processes", sig, n);
-    if (sv.cur)
-        gen_signal(sv.cur, SIGTERM);
-    for (struct generation *g = sv.retired; g; g = g->next)
+    for (struct generation *g = sv.cur; g; g = gen_next(g))
         gen_signal(g, SIGTERM);
     sv.kill_at = now + (int64_t)(max_grace() + KILL_EXTRA) * 1000;
 }
@@ -718,9 +772,7 @@ static void kill_overdue(int64_t now)
         log_warn("%zu processes still running %d s after SIGTERM: sending SIGKILL", all_alive(),
                  max_grace() + KILL_EXTRA);
         sv.kill_at = 0;
-        if (sv.cur)
-            gen_signal(sv.cur, SIGKILL);
-        for (struct generation *g = sv.retired; g; g = g->next)
+        for (struct generation *g = sv.cur; g; g = gen_next(g))
             gen_signal(g, SIGKILL);
     }
     for (struct generation *g = sv.retired; g; g = g->next) {

@@ -63,6 +63,7 @@ struct conn {
     bool closing;                 /* flush the output, then free */
     bool implicit_tls;            /* smtps: greet once the handshake is done */
     bool handshaking;             /* a TLS handshake is in progress */
+    bool tls_closed;              /* close_notify sent (or not needed) */
     struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
     struct evbuffer_cb_entry *drain_cb;
 };
@@ -159,12 +160,16 @@ static bool conn_flushed(struct conn *c)
     return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
 }
 
+static void conn_finish(struct conn *c);
+
 static void on_close_ev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     struct conn *c = arg;
-    if ((what & EV_TIMEOUT) || conn_flushed(c))
+    if (what & EV_TIMEOUT)
         conn_free(c);
+    else
+        conn_finish(c);
 }
 
 /* Wake on_close_ev (from the loop, never inside libevent's own buffer code) when the
@@ -177,6 +182,26 @@ static void on_under_drained(struct evbuffer *buf, const struct evbuffer_cb_info
         event_active(c->close_ev, EV_READ, 0);
 }
 
+/* Free once everything is out: the last reply, then under TLS the close_notify alert
+ * (RFC 8446 6.1), or the alert OpenSSL queued when a handshake failed. Called again from the
+ * write callback and on_close_ev until it frees. */
+static void conn_finish(struct conn *c)
+{
+    if (!conn_flushed(c))
+        return;
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && !c->tls_closed) {
+        c->tls_closed = true;
+        if (SSL_is_init_finished(ssl)) {
+            (void)SSL_shutdown(ssl); /* queues close_notify; the peer's is not awaited */
+            ERR_clear_error();
+            if (!conn_flushed(c))
+                return;
+        }
+    }
+    conn_free(c);
+}
+
 /* After the session ended: stop reading, let the reply drain, then free. */
 static void conn_close(struct conn *c)
 {
@@ -184,10 +209,6 @@ static void conn_close(struct conn *c)
         return;
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    if (conn_flushed(c)) {
-        conn_free(c);
-        return;
-    }
     /* A client that stops reading cannot keep us: give up after the command timeout. */
     struct timeval deadline = {.tv_sec = c->w->cfg->timeout_command};
     struct bufferevent *under = bufferevent_get_underlying(c->bev);
@@ -198,6 +219,7 @@ static void conn_close(struct conn *c)
     }
     if (under)
         c->drain_cb = evbuffer_add_cb(bufferevent_get_output(under), on_under_drained, c);
+    conn_finish(c);
 }
 
 /* Wrap the connection in TLS. Anything the client pipelined after STARTTLS is plaintext that
@@ -207,6 +229,7 @@ static void start_tls(struct conn *c, struct evbuffer *in)
 {
     size_t junk = evbuffer_get_length(in);
     if (junk > 0) {
+        /* Only the count: the bytes are the attacker's, and would mislead log readers. */
         log_warn("discarded %zu octets sent after STARTTLS before the handshake client=[%s]",
                  junk, c->peer->addr);
         evbuffer_drain(in, junk);
@@ -232,7 +255,11 @@ static void start_tls(struct conn *c, struct evbuffer *in)
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
-/* The handshake is done: tell the session, and greet on an implicit-TLS listener. */
+static void process_input(struct conn *c, struct evbuffer *in);
+
+/* The handshake is done: tell the session, and greet on an implicit-TLS listener. A TLS 1.3
+ * client may send its first command with its Finished message; libevent can hand us those
+ * decrypted octets before this event, so they wait in the input buffer until now. */
 static void tls_ready(struct conn *c)
 {
     char desc[128];
@@ -241,7 +268,7 @@ static void tls_ready(struct conn *c)
     session_tls_started(c->session, desc);
     if (c->implicit_tls)
         session_start(c->session);
-    set_timeout(c);
+    process_input(c, bufferevent_get_input(c->bev));
 }
 
 /* Hand complete command lines or DATA/BDAT octets to the session, as its mode asks. */
@@ -297,15 +324,18 @@ static void process_input(struct conn *c, struct evbuffer *in)
 
 static void conn_read(struct bufferevent *bev, void *arg)
 {
-    process_input(arg, bufferevent_get_input(bev));
+    struct conn *c = arg;
+    if (c->handshaking || c->closing)
+        return; /* tls_ready() processes what arrived with the handshake */
+    process_input(c, bufferevent_get_input(bev));
 }
 
 static void conn_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct conn *c = arg;
-    if (c->closing && conn_flushed(c))
-        conn_free(c);
+    if (c->closing)
+        conn_finish(c);
 }
 
 static void conn_event(struct bufferevent *bev, short what, void *arg)
@@ -328,7 +358,10 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
             str_copy(why, sizeof why, "timeout");
         log_info("TLS handshake failed client=[%s]: %s", c->peer->addr, why);
         session_abort(c->session);
-        conn_free(c);
+        if (what & BEV_EVENT_ERROR)
+            conn_close(c); /* let OpenSSL's alert (e.g. protocol_version) reach the client */
+        else
+            conn_free(c);
         return;
     }
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {

@@ -438,13 +438,19 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
     else
         snprintf(addr, sizeof addr, "%.*s%s", (int)(strrchr(path.addr, '@') - path.addr + 1),
                  path.addr, domain);
-    if (!config_is_local_domain(s->cfg, domain)) {
+    bool local_domain = config_is_local_domain(s->cfg, domain);
+    if (!local_domain && !config_relay_allowed(s->cfg, s->peer)) {
+        /* Only clients in relay_networks (and, later, authenticated users) may relay:
+         * tern is never an open relay. */
         log_info("reject client=[%s] from=<%s> to=<%s> reason=relay", s->peer, s->env.sender,
                  path.addr);
         replyf(s, RP_RELAY_DENIED, "<%s>: Relay access denied", path.addr);
         return;
     }
-    if (!config_has_mailbox(s->cfg, local, domain)) {
+    if (!local_domain) {
+        log_info("relay client=[%s] from=<%s> to=<%s> relay=allowed", s->peer, s->env.sender,
+                 path.addr);
+    } else if (!config_has_mailbox(s->cfg, local, domain)) {
         log_info("reject client=[%s] from=<%s> to=<%s> reason=unknown-user", s->peer,
                  s->env.sender, path.addr);
         replyf(s, RP_NO_MAILBOX, "<%s>: Recipient address rejected: no such user here",

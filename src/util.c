@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -96,6 +98,16 @@ void str_lower(char *s)
 {
     for (; *s; s++)
         *s = (char)ascii_lower((unsigned char)*s);
+}
+
+bool errorf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return false;
 }
 
 int write_all(int fd, const void *buf, size_t len)

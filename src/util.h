@@ -26,6 +26,10 @@ bool str_nieq(const char *a, const char *b, size_t n);
 /* Lower-case ASCII letters in place. */
 void str_lower(char *s);
 
+/* Format a reason into err (nothing if errlen is 0) and return false, so a parser can say
+ * "return errorf(err, errlen, ...)" where it refuses its input. */
+bool errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 on success, -1 with errno. */
 int write_all(int fd, const void *buf, size_t len);
 /* fsync the directory that holds path (or the directory path itself when is_dir). */

@@ -16,6 +16,12 @@ lines indented with spaces, so a runner counts only the first kind). Usage from 
     if __name__ == "__main__":
         run_main()        # argv: BUILD_DIR [name-substring...]
 
+TLS (docs/tls.md): Group("g", tls_certificate=["CERT KEY", ...], listen_opts="starttls",
+listeners={"smtps": "smtps", "sub": "submission require-tls"}) adds configuration lines (a list
+value gives one line per item) and more listeners on free ports (srv.ports["smtps"]);
+mkcerts() makes a throwaway PKI; srv.connect(port=..., tls=ctx) and Smtp.starttls(ctx) speak
+TLS with Python's ssl module (tls_client_context(cafile)).
+
 Run a file by hand: /usr/bin/python3 tests/integration/test_smtp.py build/san [filter]
 (inside `netns-run` as tests/run-all.sh does, or directly: ports are picked free).
 Environment: TERN_TESTKIT (default REPO/../shared/testkit), TERN_IT_KEEP=1 keeps temp dirs,
@@ -28,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -127,11 +134,36 @@ class Smtp:
     """A raw SMTP connection. Keeps a transcript for failure messages; every expect() checks
     the reply code and, when given, the enhanced status code."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=15):
+    def __init__(self, port, host="127.0.0.1", timeout=15, tls=None, server_hostname=None):
+        """tls: an ssl.SSLContext for implicit TLS (RFC 8314: the handshake comes first, then
+        the greeting); server_hostname is the SNI name and the name verified."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
         self.transcript = []
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname)
+            except (ssl.SSLError, OSError):
+                self.sock.close()
+                raise
+            self.log("--", "TLS %s %s" % (self.sock.version(), self.sock.cipher()[0]))
+        self.f = self.sock.makefile("rb")
         self.greeting = self.read()
+
+    def starttls(self, ctx, server_hostname=None, code=220, esc="2.0.0"):
+        """STARTTLS (RFC 3207), then the handshake with ctx. Returns the reply; the session is
+        TLS afterwards (and, per RFC 3207 4.2, knows nothing from before: EHLO again)."""
+        r = self.cmd("STARTTLS", code, esc)
+        if r.code == 220:
+            self.wrap_tls(ctx, server_hostname)
+        return r
+
+    def wrap_tls(self, ctx, server_hostname=None):
+        """The TLS handshake on the open connection (after a 220 to STARTTLS)."""
+        self.f.close()   # the buffered reader only; the socket stays open
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.log("--", "TLS %s %s" % (self.sock.version(), self.sock.cipher()[0]))
+        self.f = self.sock.makefile("rb")
+        return self.sock
 
     def close(self):
         try:
@@ -273,6 +305,38 @@ def unique(prefix):
 unique.n = 0
 
 
+# ---- TLS helpers ---------------------------------------------------------------------------
+
+def mkcerts(directory, *names, keytype="ec", ca_from=None):
+    """testkit/mkcerts: a test CA and a leaf for names (the first is the subject CN) in
+    directory; returns the directory. ca_from: another mkcerts directory whose CA signs this
+    leaf too (its ca.crt/ca.key are copied first, as mkcerts reuses a CA present in DIR)."""
+    os.makedirs(directory, exist_ok=True)
+    if ca_from:
+        for f in ("ca.crt", "ca.key"):
+            shutil.copy2(os.path.join(ca_from, f), os.path.join(directory, f))
+    r = subprocess.run([os.path.join(TESTKIT, "mkcerts"), "-k", keytype, directory] + list(names),
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "mkcerts failed (%d): %s%s" % (r.returncode, r.stdout, r.stderr))
+    return directory
+
+
+def tls_client_context(cafile=None, minimum=None, maximum=None, verify=True):
+    """An ssl client context trusting cafile (the test CA) only, checking the host name;
+    minimum/maximum are ssl.TLSVersion values."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        ctx.load_verify_locations(cafile=cafile)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if minimum is not None:
+        ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
+
+
 # ---- the server ---------------------------------------------------------------------------
 
 def default_user():
@@ -290,10 +354,14 @@ class Tern:
     """One tern instance: its temp dir, generated configuration, process and log.
 
     Options become configuration lines (see render_config); mailboxes are local parts of
-    the first domain, or full addresses."""
+    the first domain, or full addresses. listen_opts is appended to the first listener's line
+    ("starttls", "no-starttls require-tls"...); listeners adds more listeners on free ports,
+    {label: "KIND [OPTIONS]"} (e.g. {"smtps": "smtps", "sub": "submission"}), whose ports are
+    in self.ports[label] (self.ports["main"] is self.port). An option whose value is a list
+    or tuple gives one line per item (tls_certificate=["CERT KEY", "CERT2 KEY2"])."""
 
     def __init__(self, build, name, mailboxes=("demo", "alice", "bob"), domains=("localhost",),
-                 **opts):
+                 listen_opts="", listeners=None, **opts):
         self.build = build
         self.name = name
         self.binary = os.path.join(build, "tern")
@@ -305,6 +373,14 @@ class Tern:
         self.conf = os.path.join(self.dir, "tern.conf")
         self.logfile = os.path.join(self.dir, "tern.log")
         self.port = free_port()
+        self.listen_opts = listen_opts
+        self.listeners = dict(listeners or {})
+        self.ports = {"main": self.port}
+        for label in self.listeners:
+            port = free_port()
+            while port in self.ports.values():
+                port = free_port()
+            self.ports[label] = port
         self.domains = list(domains)
         self.mailboxes = list(mailboxes)
         self.opts = {
@@ -338,10 +414,12 @@ class Tern:
         o = self.opts
         lines = ["# generated by tests/integration/ternlib.py for group %s" % self.name,
                  "hostname %s" % o["hostname"],
-                 "listen 127.0.0.1:%d smtp" % self.port,
+                 ("listen 127.0.0.1:%d smtp %s" % (self.port, self.listen_opts)).rstrip(),
                  "spool %s" % self.spool,
                  "maildir %s/%%d/%%u" % self.maildir,
                  "log stderr"]
+        for label, spec in self.listeners.items():
+            lines.append("listen 127.0.0.1:%d %s" % (self.ports[label], spec))
         if self.user:
             lines.append("user %s" % self.user)
         for d in self.domains:
@@ -353,7 +431,8 @@ class Tern:
                 continue
             if isinstance(v, bool):
                 v = "on" if v else "off"
-            lines.append("%s %s" % (k, v))
+            for item in (v if isinstance(v, (list, tuple)) else [v]):
+                lines.append("%s %s" % (k, item))
         return "\n".join(lines) + "\n"
 
     def write_config(self):
@@ -390,10 +469,10 @@ class Tern:
             if self.proc.poll() is not None:
                 raise TestFailure("tern serve exited with status %s at startup\n%s" % (
                     self.proc.returncode, self.log_tail()))
-            if wait_listen(self.port, 1):
+            if all(wait_listen(p, 1) for p in self.ports.values()):
                 return self
-        raise TestFailure("tern serve did not listen on 127.0.0.1:%d within %ss\n%s" % (
-            self.port, STARTUP_TIMEOUT, self.log_tail()))
+        raise TestFailure("tern serve did not listen on 127.0.0.1:%s within %ss\n%s" % (
+            ",".join(str(p) for p in self.ports.values()), STARTUP_TIMEOUT, self.log_tail()))
 
     def send_signal(self, sig):
         check(self.proc and self.proc.poll() is None, "tern is not running\n" + self.log_tail())
@@ -468,8 +547,12 @@ class Tern:
 
     # clients and mailboxes
 
-    def connect(self, timeout=15):
-        c = Smtp(self.port, timeout=timeout)
+    def connect(self, timeout=15, port=None, tls=None, server_hostname=None):
+        """A client with its 220 greeting checked; port defaults to the first listener (a label
+        of self.ports or a number), tls is an SSLContext for an implicit-TLS listener."""
+        if isinstance(port, str):
+            port = self.ports[port]
+        c = Smtp(port or self.port, timeout=timeout, tls=tls, server_hostname=server_hostname)
         c.expect(c.greeting, 220)
         return c
 

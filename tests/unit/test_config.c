@@ -56,13 +56,21 @@ static void test_embedded_default(void **state)
         fail_msg("embedded default: %s", err);
     assert_string_equal(cfg.path, "(embedded)");
     assert_string_equal(cfg.hostname, "tern.localhost");
-    assert_int_equal(cfg.nlisten, 2);
+    assert_int_equal(cfg.nlisten, 3);
     assert_string_equal(cfg.listen[0].addr, "127.0.0.1");
     assert_int_equal(cfg.listen[0].port, 2525);
     assert_int_equal(cfg.listen[0].kind, LISTEN_SMTP);
+    assert_true(cfg.listen[0].starttls);
+    assert_false(cfg.listen[0].require_tls);
     assert_string_equal(cfg.listen[1].addr, "127.0.0.1");
     assert_int_equal(cfg.listen[1].port, 2587);
     assert_int_equal(cfg.listen[1].kind, LISTEN_SUBMISSION);
+    assert_true(cfg.listen[1].require_tls);
+    assert_int_equal(cfg.listen[2].port, 2465);
+    assert_int_equal(cfg.listen[2].kind, LISTEN_SMTPS);
+    assert_int_equal(cfg.ntls_certs, 1);
+    assert_string_equal(cfg.tls_certs[0].cert, "var/tls/cert.pem");
+    assert_string_equal(cfg.tls_certs[0].key, "var/tls/key.pem");
     assert_int_equal(cfg.nlocal_domains, 1);
     assert_string_equal(cfg.local_domains[0], "localhost");
     assert_int_equal(cfg.nmailboxes, 2);
@@ -913,6 +921,166 @@ static void test_tls(void **state)
     }
 }
 
+
+/* ---- outbound delivery keywords (docs/delivery.md) ------------------------------------------ */
+
+static void test_outbound_defaults(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_null(cfg.smarthost.host);
+    assert_int_equal(cfg.ntransports, 0);
+    assert_int_equal(cfg.nrelay_networks, 0);
+    assert_null(cfg.resolver);
+    assert_int_equal(cfg.delay_warning, 4 * 3600);
+    assert_int_equal(cfg.nretry_schedule, 0);
+    assert_int_equal(cfg.outbound_tls, TLS_POLICY_OPPORTUNISTIC);
+    assert_int_equal(cfg.outbound_concurrency, 5);
+    assert_int_equal(cfg.outbound_max_connections, 100);
+    assert_int_equal(cfg.outbound_max_rcpts, 100);
+    assert_int_equal(cfg.outbound_timeout_connect, 30);
+    assert_int_equal(cfg.outbound_timeout_command, 300);
+    assert_int_equal(cfg.outbound_timeout_data_init, 120);
+    assert_int_equal(cfg.outbound_timeout_data_block, 180);
+    assert_int_equal(cfg.outbound_timeout_data_end, 600);
+    assert_int_equal(cfg.outbound_idle, 5);
+    assert_false(config_relay_allowed(&cfg, "127.0.0.1"));
+    config_free(&cfg);
+}
+
+static void test_outbound_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE
+             "smarthost Relay.ISP.example:587 starttls=required auth=me:/etc/tern/relay.pass\n"
+             "transport special.example [2001:db8::25]:2525 starttls=none\n"
+             "transport .corp.example 192.0.2.7\n"
+             "relay_networks 192.0.2.0/24 2001:db8::/32\n"
+             "relay_networks 127.0.0.1 10.1.2.3/8\n"
+             "resolver 127.0.0.53:5353\n"
+             "delay_warning 2h\n"
+             "retry_schedule 1m 5m 5m 1h\n"
+             "outbound_tls required\n"
+             "outbound_concurrency 3\n"
+             "outbound_max_connections 50\n"
+             "outbound_max_rcpts 250\n"
+             "outbound_timeout_connect 10s\n"
+             "outbound_timeout_command 4m\n"
+             "outbound_timeout_data_init 3m\n"
+             "outbound_timeout_data_block 5m\n"
+             "outbound_timeout_data_end 20m\n"
+             "outbound_idle 10s\n");
+    assert_string_equal(cfg.smarthost.host, "relay.isp.example");
+    assert_int_equal(cfg.smarthost.port, 587);
+    assert_int_equal(cfg.smarthost.tls, TLS_POLICY_REQUIRED);
+    assert_string_equal(cfg.smarthost.auth_user, "me");
+    assert_string_equal(cfg.smarthost.auth_passfile, "/etc/tern/relay.pass");
+    assert_int_equal(cfg.ntransports, 2);
+    assert_string_equal(cfg.transports[0].domain, "special.example");
+    assert_string_equal(cfg.transports[0].host, "2001:db8::25");
+    assert_int_equal(cfg.transports[0].port, 2525);
+    assert_int_equal(cfg.transports[0].tls, TLS_POLICY_NONE);
+    assert_null(cfg.transports[0].auth_user);
+    assert_string_equal(cfg.transports[1].domain, ".corp.example");
+    assert_string_equal(cfg.transports[1].host, "192.0.2.7");
+    assert_int_equal(cfg.transports[1].port, 25);
+    assert_int_equal(cfg.transports[1].tls, TLS_POLICY_DEFAULT);
+    assert_int_equal(cfg.nrelay_networks, 4);
+    assert_string_equal(cfg.resolver, "127.0.0.53:5353");
+    assert_int_equal(cfg.delay_warning, 7200);
+    assert_int_equal(cfg.nretry_schedule, 4);
+    assert_int_equal(cfg.retry_schedule[0], 60);
+    assert_int_equal(cfg.retry_schedule[3], 3600);
+    assert_int_equal(cfg.outbound_tls, TLS_POLICY_REQUIRED);
+    assert_int_equal(cfg.outbound_concurrency, 3);
+    assert_int_equal(cfg.outbound_max_connections, 50);
+    assert_int_equal(cfg.outbound_max_rcpts, 250);
+    assert_int_equal(cfg.outbound_timeout_connect, 10);
+    assert_int_equal(cfg.outbound_timeout_command, 240);
+    assert_int_equal(cfg.outbound_timeout_data_init, 180);
+    assert_int_equal(cfg.outbound_timeout_data_block, 300);
+    assert_int_equal(cfg.outbound_timeout_data_end, 1200);
+    assert_int_equal(cfg.outbound_idle, 10);
+    /* relay_networks lookups: prefixes, host bits, IPv4-mapped IPv6 */
+    assert_true(config_relay_allowed(&cfg, "192.0.2.200"));
+    assert_false(config_relay_allowed(&cfg, "192.0.3.1"));
+    assert_true(config_relay_allowed(&cfg, "2001:db8:ffff::1"));
+    assert_false(config_relay_allowed(&cfg, "2001:db9::1"));
+    assert_true(config_relay_allowed(&cfg, "127.0.0.1"));
+    assert_false(config_relay_allowed(&cfg, "127.0.0.2"));
+    assert_true(config_relay_allowed(&cfg, "10.200.0.1")); /* 10.1.2.3/8 is 10.0.0.0/8 */
+    assert_true(config_relay_allowed(&cfg, "::ffff:192.0.2.9"));
+    assert_false(config_relay_allowed(&cfg, "not an address"));
+    assert_false(config_relay_allowed(&cfg, NULL));
+    config_free(&cfg);
+
+    parse_ok(&cfg, BASE "delay_warning 0\nsmarthost 192.0.2.1\n");
+    assert_int_equal(cfg.delay_warning, 0);
+    assert_string_equal(cfg.smarthost.host, "192.0.2.1");
+    assert_int_equal(cfg.smarthost.port, 25);
+    config_free(&cfg);
+}
+
+static void test_outbound_errors(void **state)
+{
+    (void)state;
+    expect_error(BASE "smarthost\n",
+                 "t.conf:3: smarthost: missing value (expected HOST[:PORT] [starttls=...] "
+                 "[auth=USER:PASSWORD-FILE])");
+    expect_error(BASE "smarthost relay..example\n",
+                 "t.conf:3: smarthost: bad host 'relay..example' (expected a host name or an IP "
+                 "address)");
+    expect_error(BASE "smarthost relay.example:0\n",
+                 "t.conf:3: smarthost: bad port in 'relay.example:0' (expected 1 to 65535)");
+    expect_error(BASE "smarthost 2001:db8::1\n",
+                 "t.conf:3: smarthost: bad host '2001:db8::1' (IPv6 addresses go in brackets: "
+                 "[::1]:25)");
+    expect_error(BASE "smarthost [2001:db8::1\n",
+                 "t.conf:3: smarthost: bad host '[2001:db8::1' (expected [IPV6] or [IPV6]:PORT)");
+    expect_error(BASE "smarthost r.example starttls=maybe\n",
+                 "t.conf:3: smarthost: bad option 'starttls=maybe' (expected starttls=none, "
+                 "starttls=opportunistic or starttls=required)");
+    expect_error(BASE "smarthost r.example auth=nopass\n",
+                 "t.conf:3: smarthost: bad option 'auth=nopass' (expected "
+                 "auth=USER:PASSWORD-FILE)");
+    expect_error(BASE "smarthost r.example starttls=none auth=u:/p\n",
+                 "t.conf:3: smarthost: auth= needs TLS: tern never sends a password in clear "
+                 "text");
+    expect_error(BASE "smarthost r.example frobnicate\n",
+                 "t.conf:3: smarthost: unknown option 'frobnicate' (expected starttls=... or "
+                 "auth=...)");
+    expect_error(BASE "smarthost a.example\nsmarthost b.example\n",
+                 "t.conf:4: smarthost: duplicate (already set on line 3)");
+    expect_error(BASE "transport x.example\n",
+                 "t.conf:3: transport: expected DOMAIN HOST[:PORT] [starttls=...] "
+                 "[auth=USER:PASSWORD-FILE]");
+    expect_error(BASE "transport -x.example h.example\n",
+                 "t.conf:3: transport: '-x.example' is not a valid domain (or .domain for its "
+                 "subdomains)");
+    expect_error(BASE "transport x.example h.example\ntransport X.example h2.example\n",
+                 "t.conf:4: transport: 'X.example' is already listed");
+    expect_error(BASE "relay_networks 192.0.2.0/33\n",
+                 "t.conf:3: relay_networks: bad prefix length in '192.0.2.0/33' (0 to 32)");
+    expect_error(BASE "relay_networks example.org\n",
+                 "t.conf:3: relay_networks: bad network 'example.org' (expected "
+                 "ADDRESS[/PREFIX])");
+    expect_error(BASE "relay_networks\n",
+                 "t.conf:3: relay_networks: missing value (expected networks such as "
+                 "192.0.2.0/24 ::1/128)");
+    expect_error(BASE "retry_schedule 5m 1m\n",
+                 "t.conf:3: retry_schedule: delays must not shrink ('1m' after 300 s)");
+    expect_error(BASE "retry_schedule 0s\n",
+                 "t.conf:3: retry_schedule: '0s' is not a duration from 1s to 30d");
+    expect_error(BASE "outbound_tls maybe\n",
+                 "t.conf:3: outbound_tls: expected none, opportunistic or required, got 'maybe'");
+    expect_error(BASE "outbound_concurrency 0\n",
+                 "t.conf:3: outbound_concurrency: '0' is out of range (1 to 1000)");
+    expect_error(BASE "delay_warning 31d\n",
+                 "t.conf:3: delay_warning: '31d' is out of range (0 to 2592000 seconds)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -940,6 +1108,9 @@ int main(void)
         cmocka_unit_test(test_maildir_path),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_small_error_buffer),
+        cmocka_unit_test(test_outbound_defaults),
+        cmocka_unit_test(test_outbound_keywords),
+        cmocka_unit_test(test_outbound_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -296,6 +296,38 @@ static void test_starttls(void **state)
     session_free(s);
 }
 
+/* relay_networks: clients inside may relay to any domain; everybody else gets 554 5.7.1. */
+static void test_relay_networks(void **state)
+{
+    (void)state;
+    struct config rc;
+    char text[512], err[256];
+    snprintf(text, sizeof text,
+             "listen 127.0.0.1:2525\nlocal_domain example.test\nmailbox demo@example.test\n"
+             "spool %s\nrelay_networks 192.0.2.0/24 2001:db8::/32\n", spool);
+    if (config_parse(&rc, "relay", text, strlen(text), err, sizeof err) != 0)
+        fail_msg("config: %s", err);
+    struct session_io io = {.write = capture, .ctx = NULL};
+    const char *inside[] = {"192.0.2.77", "2001:db8::25"};
+    for (size_t i = 0; i < ARRAY_LEN(inside); i++) {
+        struct session *s = session_new(&rc, &rc.listen[0], inside[i], &io);
+        session_start(s);
+        cmd(s, "EHLO client.test");
+        cmd(s, "MAIL FROM:<a@example.test>");
+        assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "250 2.1.5 ", 10) == 0);
+        /* local domains still need an existing mailbox */
+        assert_true(strncmp(cmd(s, "RCPT TO:<nobody@example.test>"), "550 5.1.1 ", 10) == 0);
+        session_free(s);
+    }
+    struct session *s = session_new(&rc, &rc.listen[0], "198.51.100.1", &io);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    cmd(s, "MAIL FROM:<a@example.test>");
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "554 5.7.1 ", 10) == 0);
+    session_free(s);
+    config_free(&rc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_errors_end_session),
         cmocka_unit_test(test_misc_commands),
         cmocka_unit_test(test_starttls),
+        cmocka_unit_test(test_relay_networks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
