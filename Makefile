@@ -5,6 +5,7 @@
 #   make unit       cmocka unit tests only (sanitizer build)
 #   make bench      benchmarks against peers (see docs/performance.md)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make check-tls  testssl.sh scan of the STARTTLS and implicit-TLS ports (about 5 min per key type)
 #   make install    install binary and default configuration under PREFIX
 CC        ?= cc
 BUILD     ?= build
@@ -16,7 +17,7 @@ CPPFLAGS  += -D_GNU_SOURCE -Isrc -I$(BUILD)
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
              -Wmissing-prototypes -fno-strict-aliasing
-LDLIBS    += $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -levent -levent_openssl -lcares -lssl -lcrypto)
+LDLIBS    += $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -levent -levent_openssl -lcares -lssl -lcrypto) -lcrypt
 ifeq ($(FUZZ),1)
 CFLAGS    += -fsanitize=fuzzer-no-link
 endif
@@ -32,7 +33,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%) $(BUILD)/tests/dns_che
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration deps test-deps bench fuzz install clean
+.PHONY: all run test unit integration deps test-deps bench fuzz check-tls install clean
 all: $(BUILD)/tern
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
@@ -95,6 +96,14 @@ fuzz: test-deps
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtern.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libtern.a $(LDLIBS)
+
+# testssl.sh against a sanitizer build: no finding of severity HIGH or CRITICAL allowed.
+# CHECK_TLS_KEYS="ec rsa" scans with each key type (docs/tls.md).
+CHECK_TLS_KEYS ?= ec
+check-tls:
+	sh scripts/install-deps.sh check-tls
+	$(MAKE) BUILD=build/san CC=clang SAN=1 build/san/tern
+	for k in $(CHECK_TLS_KEYS); do bash tests/integration/check_tls.sh -k $$k build/san || exit 1; done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/tern

@@ -5,6 +5,7 @@
 #   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
 #          programs the integration tests talk to, network namespaces
 #   bench  build + the peers the benchmarks compare against (`make bench`)
+#   check-tls  test + testssl.sh, the TLS scanner `make check-tls` runs
 #
 # Installs only what `dpkg -s` does not report as installed, runs `apt-get update` only when
 # something must be installed, and needs nothing but Debian's archive. As root it also
@@ -13,13 +14,14 @@
 set -eu
 
 what=${1:-build}
-build_pkgs="gcc make pkg-config libevent-dev libssl-dev libc-ares-dev openssl"
+build_pkgs="gcc make pkg-config libevent-dev libssl-dev libc-ares-dev libcrypt-dev openssl"
 case $what in
     build) pkgs=$build_pkgs ;;
     test) pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev swaks curl python3
                 python3-aiosmtpd dovecot-imapd nsd iproute2 util-linux procps" ;;
     bench) pkgs="$build_pkgs postfix" ;;
-    *) echo "usage: sh scripts/install-deps.sh [build|test|bench]" >&2; exit 2 ;;
+    check-tls) pkgs="$build_pkgs clang libclang-rt-14-dev iproute2 util-linux procps testssl.sh" ;;
+    *) echo "usage: sh scripts/install-deps.sh [build|test|bench|check-tls]" >&2; exit 2 ;;
 esac
 
 missing=""

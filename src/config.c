@@ -364,6 +364,40 @@ static int kw_vrfy(struct parser *p, const struct keyword *kw, char **argv, size
     return 0;
 }
 
+/* A generic "on|off" switch stored in a bool field. */
+static int kw_bool(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    if (strcmp(argv[0], "on") == 0)
+        *(bool *)field(p, kw) = true;
+    else if (strcmp(argv[0], "off") == 0)
+        *(bool *)field(p, kw) = false;
+    else
+        return perr(p, "%s: expected 'on' or 'off', got '%s'", kw->name, argv[0]);
+    return 0;
+}
+
+/* sender_login USER ADDR|@DOMAIN... */
+static int kw_sender_login(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc < 2)
+        return perr(p, "%s: expected a user and one or more addresses", kw->name);
+    for (size_t a = 1; a < argc; a++) {
+        const char *at = strchr(argv[a], '@');
+        if (!at || strchr(at + 1, '@') || !valid_domain(at + 1))
+            return perr(p, "%s: '%s' is not an address or @domain", kw->name, argv[a]);
+        cfg->sender_logins = xrealloc(cfg->sender_logins,
+                                      (cfg->nsender_logins + 1) * sizeof *cfg->sender_logins);
+        struct sender_login_cfg *sl = &cfg->sender_logins[cfg->nsender_logins++];
+        sl->user = xstrdup(argv[0]);
+        sl->addr = xstrdup(argv[a]);
+        str_lower(sl->addr);
+    }
+    return 0;
+}
+
 static int kw_log(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
 {
     if (want_one(p, kw, argc) < 0)
@@ -832,6 +866,13 @@ static const struct keyword keywords[] = {
     {"outbound_timeout_data_block", kw_duration, F(outbound_timeout_data_block), 1, DAY, false},
     {"outbound_timeout_data_end", kw_duration, F(outbound_timeout_data_end), 1, DAY, false},
     {"outbound_idle", kw_duration, F(outbound_idle), 1, 3600, false},
+    {"users_file", kw_path, F(users_file), 0, 0, false},
+    {"auth_plaintext_loopback", kw_bool, F(auth_plaintext_loopback), 0, 0, false},
+    {"sender_login_match", kw_bool, F(sender_login_match), 0, 0, false},
+    {"received_auth_user", kw_bool, F(received_auth_user), 0, 0, false},
+    {"sender_login", kw_sender_login, 0, 0, 0, true},
+    {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
+    {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1064,6 +1105,8 @@ static void set_defaults(struct config *cfg)
     cfg->outbound_timeout_data_block = 180;
     cfg->outbound_timeout_data_end = 600;
     cfg->outbound_idle = 5;
+    cfg->auth_max_failures = 10;
+    cfg->auth_lockout = 900;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1179,6 +1222,12 @@ void config_free(struct config *cfg)
     free(cfg->relay_networks);
     free(cfg->resolver);
     free(cfg->retry_schedule);
+    free(cfg->users_file);
+    for (size_t i = 0; i < cfg->nsender_logins; i++) {
+        free(cfg->sender_logins[i].user);
+        free(cfg->sender_logins[i].addr);
+    }
+    free(cfg->sender_logins);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }
@@ -1299,6 +1348,31 @@ bool config_relay_allowed(const struct config *cfg, const char *addr)
         if (rest && ((a[full] ^ c->addr[full]) & (unsigned char)(0xff00u >> rest)))
             continue;
         return true;
+    }
+    return false;
+}
+
+bool config_sender_owned(const struct config *cfg, const char *user, const char *sender)
+{
+    const char *at = strrchr(sender, '@');
+    if (!at || !sender[0])
+        return false; /* <> and bare names belong to nobody */
+    if (strchr(user, '@')) {
+        if (ascii_icmp(user, sender) == 0)
+            return true;
+    } else {
+        size_t ul = strlen(user);
+        if ((size_t)(at - sender) == ul && str_nieq(sender, user, ul) &&
+            config_is_local_domain(cfg, at + 1))
+            return true;
+    }
+    for (size_t i = 0; i < cfg->nsender_logins; i++) {
+        const struct sender_login_cfg *sl = &cfg->sender_logins[i];
+        if (strcmp(sl->user, user) != 0)
+            continue;
+        if (sl->addr[0] == '@' ? ascii_icmp(sl->addr + 1, at + 1) == 0
+                               : ascii_icmp(sl->addr, sender) == 0)
+            return true;
     }
     return false;
 }

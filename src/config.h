@@ -63,6 +63,12 @@ struct outbound_dest_cfg {
     char *auth_passfile;      /* first line of this file is the password (read at start) */
 };
 
+/* One address (or "@domain": any in that domain) a user may send as (sender_login). */
+struct sender_login_cfg {
+    char *user;
+    char *addr;               /* lower-cased */
+};
+
 /* One network of relay_networks. */
 struct cidr_cfg {
     int family;               /* AF_INET or AF_INET6 */
@@ -145,6 +151,23 @@ struct config {
     int outbound_timeout_data_block;
     int outbound_timeout_data_end;
     int outbound_idle;
+
+    /* ---- SMTP AUTH (RFC 4954, docs/auth.md) ---- */
+    char *users_file;           /* "users_file PATH": the users table (tern user ...); NULL = none,
+                                   no AUTH offered */
+    bool auth_plaintext_loopback; /* "auth_plaintext_loopback on": PLAIN/LOGIN without TLS
+                                     from 127.0.0.0/8 and ::1; default off */
+    bool received_auth_user;    /* "received_auth_user on": name the authenticated user in
+                                   Received:; default off (privacy) */
+    bool sender_login_match;    /* "sender_login_match on": an authenticated user may use only
+                                   their own addresses in MAIL FROM (553 5.7.1); default off */
+    struct sender_login_cfg *sender_logins; /* "sender_login USER ADDR|@DOMAIN...": more
+                                               addresses a user owns */
+    size_t nsender_logins;
+    size_t auth_max_failures;   /* failed AUTHs from one address before a lockout; default 10,
+                                   0 = never lock */
+    int auth_lockout;           /* seconds locked out (and the window failures count in);
+                                   default 15 min */
 };
 
 /* The configuration compiled into the binary (etc/tern.conf). */
@@ -164,6 +187,10 @@ bool config_has_mailbox(const struct config *cfg, const char *local, const char 
 /* May a client at this address (numeric IPv4/IPv6 text, "::ffff:a.b.c.d" counts as IPv4)
  * relay to any domain? True if it is inside one of relay_networks. */
 bool config_relay_allowed(const struct config *cfg, const char *addr);
+/* May the authenticated user send with this envelope sender? Their login name when it is an
+ * address, login@each local domain when it is not, and their sender_login entries;
+ * comparisons ignore case. */
+bool config_sender_owned(const struct config *cfg, const char *user, const char *sender);
 /* Expand the Maildir pattern for a mailbox into out. Returns false if it does not fit or the
  * local part contains characters unsafe in a path ('/', leading '.'). */
 bool config_maildir_path(const struct config *cfg, const char *local, const char *domain,

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "send.h"
 #include "serve.h"
+#include "user_cmd.h"
 #include "util.h"
 
 struct command {
@@ -22,6 +23,7 @@ static const struct command commands[] = {
     {"serve", serve_main, "run the mail server in the foreground (-c FILE, --check)"},
     {"send", send_main, "walk one SMTP session and explain every reply (--to ADDR ...)"},
     {"check", check_main, "deliverability report for a mail domain (MX, TLS, SPF, DMARC, ...)"},
+    {"user", user_main, "manage the SMTP AUTH users file (add, passwd, del, list)"},
     {"version", cmd_version, "print tern's version"},
     {"help", cmd_help, "list the commands"},
 };

@@ -4,9 +4,11 @@
  *   that only BINARYMIME can carry (NUL, bare CR or LF, lines over 998 octets)?
  * - The decision (RFC 6152 3, RFC 6531 3.4, RFC 3030 3): send as declared, send without the
  *   BODY/SMTPUTF8 parameter because the content does not need it, or refuse with the
- *   enhanced status code of the bounce. tern does not convert 8-bit content to
- *   quoted-printable: RFC 6152 allows it only inside MIME parts, and it would break DKIM
- *   signatures; refusing with 5.6.3 is the other answer the RFC allows.
+ *   enhanced status code of the bounce.
+ * - The conversion for a server without 8BITMIME (RFC 6152 3, RFC 2045 6.7, RFC 2046 5.1):
+ *   8-bit leaf MIME entities are re-encoded as quoted-printable; what cannot be converted
+ *   (8-bit header fields, CTE binary, 8-bit inside message/ parts) is refused, and the
+ *   caller bounces with 5.6.3 as before.
  * - The DATA encoder: dot-stuffing (RFC 5321 4.5.2) and CRLF line ends, incrementally. */
 #ifndef TERN_MIME8_H
 #define TERN_MIME8_H
@@ -61,6 +63,31 @@ enum mime8_verdict mime8_decide(enum body_type body, bool smtputf8, bool addrs_u
                                 struct mime8_params *out);
 /* "5.6.3 ..." text of a failure verdict, for the bounce. */
 const char *mime8_verdict_text(enum mime8_verdict v);
+
+/* ---- 8-bit to 7-bit conversion (RFC 6152 3, RFC 2045 6.7, RFC 2046 5.1) ---- */
+
+enum mime8_conv {
+    MIME8_CONV_OK,          /* converted: *out holds the 7-bit message */
+    MIME8_CONV_UNCHANGED,   /* no 8-bit octets at all: send as is (*out untouched) */
+    MIME8_CONV_HEADER_8BIT, /* 8-bit octets in a header section (would need RFC 2047) */
+    MIME8_CONV_BINARY,      /* 8-bit octets in a Content-Transfer-Encoding: binary entity */
+    MIME8_CONV_MESSAGE,     /* 8-bit octets inside a message/ part (RFC 2046 5.2: no QP) */
+    MIME8_CONV_MALFORMED,   /* 8-bit octets where no re-encoding is possible: in a part
+                               labelled base64 / quoted-printable / unknown, in a preamble
+                               or epilogue, or nesting too deep */
+    MIME8_CONV_TOO_BIG,     /* the result would grow past 3.25 times the input + 64 KiB */
+    MIME8_CONV_NOMEM,       /* out of memory (temporary) */
+};
+
+/* Convert a message (RFC 5322 header + body, CRLF lines) with 8-bit content to a 7-bit
+ * MIME message whose decoded content is identical: each 8-bit leaf entity labelled 7bit,
+ * 8bit or nothing gets "Content-Transfer-Encoding: quoted-printable" and a QP body; an
+ * 8bit multipart becomes 7bit; "MIME-Version: 1.0" is added to the top header if missing.
+ * Everything else is copied byte for byte. Pure: on MIME8_CONV_OK, *out is a malloc'd
+ * buffer of *outlen octets (not NUL-terminated) that the caller frees. */
+enum mime8_conv mime8_convert_7bit(const char *in, size_t len, char **out, size_t *outlen);
+/* A short name of the outcome for logs and bounces ("header field with 8-bit octets"). */
+const char *mime8_conv_text(enum mime8_conv c);
 
 /* ---- DATA encoding (RFC 5321 4.5.2 transparency, 2.3.8 line ends) ---- */
 

@@ -6,9 +6,10 @@
  * 5321 4.1.1.1 / 3.2), STARTTLS (RFC 3207) then EHLO again, AUTH for a configured relay (RFC
  * 4954, PLAIN or LOGIN, only over TLS), then transactions of at most outbound_max_rcpts
  * recipients: MAIL and every RCPT in one write when PIPELINING is offered (RFC 2920), then
- * DATA with dot-stuffing or one BDAT LAST chunk (RFC 3030). When the job is done the
- * connection serves the next waiting job of the destination, or waits idle for a few
- * seconds (RSET checks it before reuse), then QUIT.
+ * DATA with dot-stuffing or one BDAT LAST chunk (RFC 3030); 8-bit content for a server
+ * without 8BITMIME is converted to quoted-printable first (RFC 6152 3, mime8.c). When the
+ * job is done the connection serves the next waiting job of the destination, or waits idle
+ * for a few seconds (RSET checks it before reuse), then QUIT.
  *
  * Failure classes: a problem with the connection or the server as a whole (refused, timeout,
  * lost, 4xx/5xx greeting or EHLO, TLS required but missing) moves the undecided recipients
@@ -27,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +147,8 @@ struct session {
     bool mail_failed;
     bool use_bdat;
     struct mime8_params params;
+    char *conv;                    /* the content converted to 7-bit (RFC 6152 3), or NULL */
+    size_t conv_len;
     off_t pos;                     /* content bytes sent */
     struct dotstuff ds;
 };
@@ -368,6 +372,7 @@ static void session_free(struct session *s)
     free(s->hosts);
     free(s->addrs);
     free(s->grp);
+    free(s->conv);
     for (struct session **pp = &d->sessions; *pp; pp = &(*pp)->next) {
         if (*pp == s) {
             *pp = s->next;
@@ -414,6 +419,8 @@ static void job_complete(struct session *s)
 {
     struct ob_job *job = s->job;
     s->job = NULL;
+    free(s->conv);
+    s->conv = NULL;
     free(s->hosts);
     s->hosts = NULL;
     s->nhosts = s->hi = 0;
@@ -968,6 +975,50 @@ static void scan_content(struct ob_msg *m)
     free(buf);
 }
 
+/* The content as it goes out: converted, or the queue file's. */
+static off_t content_size(const struct session *s)
+{
+    return s->conv ? (off_t)s->conv_len : s->job->msg->size;
+}
+
+/* The peer lacks 8BITMIME and the content has 8-bit octets: convert it to 7-bit MIME for
+ * this transaction (RFC 6152 3). Returns MIME8_CONV_OK with s->conv set, or why not;
+ * *read_err when the queue file could not be read. */
+static enum mime8_conv convert_content(struct session *s, bool *read_err)
+{
+    struct ob_msg *m = s->job->msg;
+    *read_err = false;
+    if (m->size < 0 || (unsigned long long)m->size > SIZE_MAX / 4)
+        return MIME8_CONV_TOO_BIG;
+    size_t len = (size_t)m->size;
+    char *buf = malloc(len ? len : 1); /* may be large: a failure defers instead of exiting */
+    if (!buf)
+        return MIME8_CONV_NOMEM;
+    size_t pos = 0;
+    while (pos < len) {
+        ssize_t n = pread(m->fd, buf + pos, len - pos, m->offset + (off_t)pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(buf);
+            *read_err = true;
+            return MIME8_CONV_NOMEM;
+        }
+        pos += (size_t)n;
+    }
+    char *out = NULL;
+    size_t outlen = 0;
+    enum mime8_conv c = mime8_convert_7bit(buf, len, &out, &outlen);
+    free(buf);
+    if (c == MIME8_CONV_OK) {
+        s->conv = out;
+        s->conv_len = outlen;
+        log_info("smtp client qid=%s relay=%s: conv=8bit-to-qp size=%lld converted=%zu",
+                 m->qid, s->relay, (long long)m->size, outlen);
+    }
+    return c;
+}
+
 static void format_notify(unsigned notify, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -1013,7 +1064,8 @@ static void send_mail(struct session *s)
     char params[256] = "";
     size_t n = 0;
     if (s->size_ok)
-        n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%lld", (long long)m->size);
+        n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%lld",
+                              (long long)content_size(s));
     if (s->params.body == BODY_8BITMIME && s->eightbit)
         n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
     else if (s->params.body == BODY_BINARYMIME)
@@ -1076,13 +1128,50 @@ static void begin_txn(struct session *s)
     }
     enum mime8_verdict v = mime8_decide(m->body, m->smtputf8, addrs_utf8, &peer,
                                         m->scanned > 0 ? &m->scan : NULL, &s->params);
-    const char *refuse = NULL;
+    const char *refuse = NULL, *defer = NULL;
     char text[OB_REPLY_MAX];
-    if (v != MIME8_SEND && v != MIME8_SEND_PLAIN) {
+    free(s->conv);
+    s->conv = NULL;
+    /* 8-bit content for a server without 8BITMIME: convert to quoted-printable where RFC 6152
+     * allows, else 5.6.3 as mime8_decide said. Content sent without BODY=8BITMIME that has
+     * 8-bit octets anyway is converted when possible and otherwise sent as before. */
+    bool undeclared = false;
+    if (v == MIME8_SEND || v == MIME8_SEND_PLAIN) {
+        if (!s->eightbit && s->params.body != BODY_BINARYMIME) {
+            scan_content(m);
+            undeclared = m->scanned > 0 && (m->scan.body_8bit || m->scan.header_8bit);
+        }
+    }
+    if (v == MIME8_FAIL_8BIT || undeclared) {
+        bool read_err;
+        enum mime8_conv c = convert_content(s, &read_err);
+        if (c == MIME8_CONV_OK) {
+            v = MIME8_SEND_PLAIN;
+            s->params.body = BODY_UNSPEC;
+        } else if (read_err) {
+            defer = "4.3.0 cannot read the queue file";
+        } else if (c == MIME8_CONV_NOMEM) {
+            defer = "4.3.0 out of memory converting 8-bit content to 7-bit";
+        } else if (!undeclared) {
+            snprintf(text, sizeof text, "%s (%s)", mime8_verdict_text(v), mime8_conv_text(c));
+            refuse = text;
+        }
+    }
+    if (defer) {
+        char esc[16];
+        own_esc(defer, esc, sizeof esc);
+        for (size_t i = t0; i < t1; i++)
+            if (job->rcpts[i].status == OB_PENDING)
+                rcpt_set(s, &job->rcpts[i], OB_DEFERRED, defer, esc, false);
+        begin_txn(s);
+        return;
+    }
+    if (!refuse && v != MIME8_SEND && v != MIME8_SEND_PLAIN) {
         refuse = mime8_verdict_text(v);
-    } else if (s->size_ok && s->size_limit > 0 && (unsigned long long)m->size > s->size_limit) {
+    } else if (!refuse && s->size_ok && s->size_limit > 0 &&
+               (unsigned long long)content_size(s) > s->size_limit) {
         snprintf(text, sizeof text, "5.3.4 message size %lld exceeds the limit of %llu of %s",
-                 (long long)m->size, s->size_limit, s->peer_name);
+                 (long long)content_size(s), s->size_limit, s->peer_name);
         refuse = text;
     }
     if (refuse) {
@@ -1140,7 +1229,7 @@ static void after_group(struct session *s)
         return;
     }
     if (s->use_bdat) {
-        send_line(s, "BDAT %lld LAST", (long long)s->job->msg->size);
+        send_line(s, "BDAT %lld LAST", (long long)content_size(s));
         start_content(s);
         return;
     }
@@ -1154,10 +1243,17 @@ static void fill_data(struct session *s)
 {
     struct ob_msg *m = s->job->msg;
     struct evbuffer *out = bufferevent_get_output(s->bev);
+    off_t size = content_size(s);
     char *buf = xmalloc(DATA_CHUNK), *enc = s->use_bdat ? NULL : xmalloc(2 * DATA_CHUNK + 8);
-    while (evbuffer_get_length(out) < 4 * WRITE_LOWAT && s->pos < m->size) {
-        size_t want = m->size - s->pos < DATA_CHUNK ? (size_t)(m->size - s->pos) : DATA_CHUNK;
-        ssize_t n = pread(m->fd, buf, want, m->offset + s->pos);
+    while (evbuffer_get_length(out) < 4 * WRITE_LOWAT && s->pos < size) {
+        size_t want = size - s->pos < DATA_CHUNK ? (size_t)(size - s->pos) : DATA_CHUNK;
+        ssize_t n;
+        if (s->conv) {
+            memcpy(buf, s->conv + s->pos, want);
+            n = (ssize_t)want;
+        } else {
+            n = pread(m->fd, buf, want, m->offset + s->pos);
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -1175,7 +1271,7 @@ static void fill_data(struct session *s)
             evbuffer_add(out, buf, (size_t)n);
         }
     }
-    if (s->pos >= m->size) {
+    if (s->pos >= size) {
         if (enc) {
             char fin[8];
             size_t e = dotstuff_finish(&s->ds, fin);

@@ -38,15 +38,20 @@ static void sanitise(char *out, size_t cap, const char *in)
 
 size_t received_format(char *buf, size_t cap, const struct received_info *ri)
 {
-    char helo[256], date[64];
+    char helo[256], date[64], user[300] = "";
     sanitise(helo, sizeof helo, ri->helo && ri->helo[0] ? ri->helo : "unknown");
+    if (ri->auth_user) {
+        char u[256];
+        sanitise(u, sizeof u, ri->auth_user);
+        snprintf(user, sizeof user, "\r\n\t(authenticated as %s)", u);
+    }
     if (rfc5322_date(date, sizeof date, ri->when) == 0)
         return 0;
     int n = snprintf(buf, cap,
-                     "Received: from %s ([%s])\r\n"
+                     "Received: from %s ([%s])%s\r\n"
                      "\tby %s (tern) with %s%s%s%s\r\n"
                      "\tid %s%s%s%s; %s\r\n",
-                     helo, ri->client_addr, ri->by, ri->protocol,
+                     helo, ri->client_addr, user, ri->by, ri->protocol,
                      ri->tls ? " (" : "", ri->tls ? ri->tls : "", ri->tls ? ")" : "",
                      ri->qid, ri->for_rcpt ? "\r\n\tfor <" : "", ri->for_rcpt ? ri->for_rcpt : "",
                      ri->for_rcpt ? ">" : "", date);

@@ -19,6 +19,8 @@ struct received_info {
     const char *tls;          /* e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384", NULL if none */
     const char *for_rcpt;     /* the single recipient, or NULL with several (privacy) */
     time_t when;
+    const char *auth_user;    /* "(authenticated as USER)" after the from clause; NULL: not
+                                 shown (received_auth_user off, or not authenticated) */
 };
 
 /* Format the header, folded, ending with CRLF, into buf. Returns the length or 0 if it did

@@ -48,6 +48,19 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_PATH_TOO_LONG] = {553, "5.1.0", "Address too long (RFC 5321 4.5.3.1)"},
     [RP_RELAY_DENIED] = {554, "5.7.1", "Relay access denied"},
     [RP_PARAM_UNKNOWN] = {555, "5.5.4", "Unsupported parameter"},
+    [RP_AUTH_CONTINUE] = {334, "", ""},
+    [RP_AUTH_OK] = {235, "2.7.0", "Authentication successful"},
+    [RP_AUTH_REQUIRED] = {530, "5.7.0", "Authentication required"},
+    [RP_AUTH_FAILED] = {535, "5.7.8", "Authentication credentials invalid"},
+    [RP_AUTH_CANCELLED] = {501, "5.7.0", "Authentication cancelled"},
+    [RP_AUTH_BAD_BASE64] = {501, "5.5.2", "Cannot decode the base64 response"},
+    [RP_AUTH_LINE_TOO_LONG] = {500, "5.5.6", "Authentication exchange line is too long"},
+    [RP_AUTH_UNKNOWN_MECH] = {504, "5.5.4", "Unrecognized authentication type"},
+    [RP_AUTH_TOO_WEAK] = {534, "5.7.9", "Authentication mechanism is too weak"},
+    [RP_AUTH_NEED_TLS] = {538, "5.7.11", "Encryption required for requested authentication mechanism"},
+    [RP_AUTH_TEMPFAIL] = {454, "4.7.0", "Temporary authentication failure"},
+    [RP_AUTH_LOCKED] = {454, "4.7.0", "Too many failed authentication attempts from your address; try again later"},
+    [RP_SENDER_NOT_OWNED] = {553, "5.7.1", "Sender address not owned by the authenticated user"},
 };
 
 int reply_code(enum reply_id id)

@@ -45,6 +45,20 @@ enum reply_id {
     RP_PATH_TOO_LONG,     /* 553 5.1.0 */
     RP_RELAY_DENIED,      /* 554 5.7.1 */
     RP_PARAM_UNKNOWN,     /* 555 5.5.4 */
+    /* SMTP AUTH (RFC 4954 4, 6) */
+    RP_AUTH_CONTINUE,     /* 334 (text: the base64 challenge) */
+    RP_AUTH_OK,           /* 235 2.7.0 */
+    RP_AUTH_REQUIRED,     /* 530 5.7.0 */
+    RP_AUTH_FAILED,       /* 535 5.7.8 */
+    RP_AUTH_CANCELLED,    /* 501 5.7.0 */
+    RP_AUTH_BAD_BASE64,   /* 501 5.5.2 */
+    RP_AUTH_LINE_TOO_LONG, /* 500 5.5.6 */
+    RP_AUTH_UNKNOWN_MECH, /* 504 5.5.4 */
+    RP_AUTH_TOO_WEAK,     /* 534 5.7.9 */
+    RP_AUTH_NEED_TLS,     /* 538 5.7.11 */
+    RP_AUTH_TEMPFAIL,     /* 454 4.7.0 */
+    RP_AUTH_LOCKED,       /* 454 4.7.0 */
+    RP_SENDER_NOT_OWNED,  /* 553 5.7.1 */
     RP__COUNT
 };
 

@@ -38,6 +38,7 @@
 #include "qmgr.h"
 #include "queue.h"
 #include "server.h"
+#include "users.h"
 #include "tls.h"
 #include "util.h"
 
@@ -63,6 +64,8 @@ struct generation {
     struct config cfg;
     struct run_user user;
     struct tls_server *tls;     /* NULL: no certificate configured */
+    struct users users;         /* SMTP AUTH users (users_file), read as root */
+    bool have_users;
     int spool_fd;               /* the spool directory, locked (-1 until prepare_dirs) */
     struct listener_fd *fds;    /* one per cfg.listen[], pointing into it */
     size_t nfds;
@@ -487,6 +490,7 @@ static void gen_free(struct generation *g)
         close(g->spool_fd);
     config_free(&g->cfg);
     tls_server_free(g->tls);
+    users_free(&g->users);
     free(g->fds);
     free(g->children);
     free(g);
@@ -504,6 +508,14 @@ static struct generation *gen_new(char *err, size_t errlen)
     g->tls = tls_server_new(&g->cfg, err, errlen);
     if (!g->tls && err[0])
         goto fail;
+    /* The users file may be readable by root only: read it here, before the drop, like the
+     * TLS keys; a reload (SIGHUP) reads it again with the new generation. */
+    if (g->cfg.users_file) {
+        if (users_load(&g->users, g->cfg.users_file, false, err, errlen) < 0)
+            goto fail;
+        g->have_users = true;
+        log_info("loaded %zu AUTH users from %s", g->users.n, g->cfg.users_file);
+    }
     long n = g->cfg.workers;
     if (n <= 0)
         n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -591,7 +603,8 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
         log_warn("cannot set the parent-death signal: %s", strerror(errno));
     if (getppid() != sv.pid)
         exit(0); /* the supervisor died before prctl: nobody would stop us */
-    int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls)
+    int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls,
+                                                       g->have_users ? &g->users : NULL)
                                      : qmgr_run(&g->cfg);
     exit(rc);
 }

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 
+#include "authlock.h"
 #include "log.h"
 #include "reply.h"
 #include "session.h"
@@ -41,6 +42,8 @@ struct peer_count {
 
 struct worker {
     const struct config *cfg;
+    const struct users *users;    /* SMTP AUTH table, NULL without users_file */
+    struct authlock authlock;     /* failed AUTH attempts per client address */
     struct event_base *base;
     struct tls_server *tls;
     const struct listener_fd *fds;  /* fds[i] is what listeners[i] accepts on */
@@ -65,6 +68,9 @@ struct conn {
     bool handshaking;             /* a TLS handshake is in progress */
     bool tls_closed;              /* close_notify sent (or not needed) */
     struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
+    struct event *pause_ev;       /* paused: resumes reading and writing (failed AUTH delay) */
+    struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
+    bool paused;
     struct evbuffer_cb_entry *drain_cb;
 };
 
@@ -120,6 +126,10 @@ static void conn_free(struct conn *c)
         evbuffer_remove_cb_entry(bufferevent_get_output(under), c->drain_cb);
     if (c->close_ev)
         event_free(c->close_ev);
+    if (c->pause_ev)
+        event_free(c->pause_ev);
+    if (c->held)
+        evbuffer_free(c->held);
     session_free(c->session);
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
@@ -139,8 +149,42 @@ static void conn_free(struct conn *c)
 static void session_write(void *ctx, const char *buf, size_t len)
 {
     struct conn *c = ctx;
+    if (c->paused && c->held) {
+        if (evbuffer_add(c->held, buf, len) < 0)
+            log_err("cannot buffer reply: out of memory");
+        return;
+    }
     if (bufferevent_write(c->bev, buf, len) < 0)
         log_err("cannot buffer reply: out of memory");
+}
+
+static void process_input(struct conn *c, struct evbuffer *in);
+
+static void on_pause_over(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    c->paused = false;
+    if (evbuffer_get_length(c->held) > 0 && bufferevent_write_buffer(c->bev, c->held) < 0)
+        log_err("cannot buffer reply: out of memory");
+    bufferevent_enable(c->bev, EV_READ);
+    process_input(c, bufferevent_get_input(c->bev));
+}
+
+/* The session asks for a delay (after a failed AUTH): hold the replies written from now on
+ * and read nothing more until it is over, so a client cannot pipeline guesses past it. */
+static void session_pause(void *ctx, unsigned ms)
+{
+    struct conn *c = ctx;
+    if (!c->pause_ev)
+        c->pause_ev = evtimer_new(c->w->base, on_pause_over, c);
+    if (!c->held)
+        c->held = evbuffer_new();
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (!c->pause_ev || !c->held || evtimer_add(c->pause_ev, &tv) < 0)
+        return; /* no timer: no delay, the rest still works */
+    c->paused = true;
+    bufferevent_disable(c->bev, EV_READ);
 }
 
 static void set_timeout(struct conn *c)
@@ -208,6 +252,12 @@ static void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->paused) { /* closing ends a failed-AUTH pause: the held replies (and 421) go out */
+        c->paused = false;
+        event_del(c->pause_ev);
+        if (bufferevent_write_buffer(c->bev, c->held) < 0)
+            log_err("cannot buffer reply: out of memory");
+    }
     bufferevent_disable(c->bev, EV_READ);
     /* A client that stops reading cannot keep us: give up after the command timeout. */
     struct timeval deadline = {.tv_sec = c->w->cfg->timeout_command};
@@ -276,7 +326,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
 {
     for (;;) {
         enum session_mode mode = session_mode(c->session);
-        if (mode == MODE_CLOSE || mode == MODE_STARTTLS)
+        if (mode == MODE_CLOSE || mode == MODE_STARTTLS || c->paused)
             break;
         size_t have = evbuffer_get_length(in);
         if (have == 0)
@@ -292,26 +342,30 @@ static void process_input(struct conn *c, struct evbuffer *in)
         }
         size_t eol_len = 0;
         struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        /* AUTH lines may be longer than commands (RFC 4954 4): the session says how long. */
+        size_t max = session_max_line(c->session);
         if (eol.pos < 0) {
             /* No CRLF yet. Past the limit, drop what we have but a trailing CR (the CRLF may be
              * split across reads) and remember to answer 500 at the end of the line. */
-            if (have > SMTP_CMDLINE_MAX) {
+            if (have > max) {
                 evbuffer_drain(in, have - 1);
                 c->discarding = true;
             }
             break;
         }
         size_t len = (size_t)eol.pos;
-        if (c->discarding || len + 2 > SMTP_CMDLINE_MAX) {
+        if (c->discarding || len + 2 > max) {
             evbuffer_drain(in, len + eol_len);
             c->discarding = false;
             session_line_too_long(c->session);
             continue;
         }
-        char line[SMTP_CMDLINE_MAX];
-        if (evbuffer_remove(in, line, len) != (int)len || evbuffer_drain(in, eol_len) < 0)
+        const unsigned char *line = evbuffer_pullup(in, (ev_ssize_t)(len + eol_len));
+        if (!line)
             break;
-        session_line(c->session, line, len);
+        session_line(c->session, (const char *)line, len);
+        if (evbuffer_drain(in, len + eol_len) < 0)
+            break;
     }
     enum session_mode mode = session_mode(c->session);
     if (mode == MODE_CLOSE)
@@ -325,7 +379,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (c->handshaking || c->closing)
+    if (c->handshaking || c->closing || c->paused)
         return; /* tls_ready() processes what arrived with the handshake */
     process_input(c, bufferevent_get_input(bev));
 }
@@ -350,6 +404,17 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (c->handshaking) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        if (ssl && SSL_is_init_finished(ssl)) {
+            /* The client's Finished and its close_notify (or EOF) came in one read: the
+             * handshake did succeed, so record it before ending the session normally. */
+            tls_ready(c);
+            if (c->closing)
+                return;
+            session_abort(c->session);
+            conn_close(c);
+            return;
+        }
         char why[256] = "connection closed";
         unsigned long e = bufferevent_get_openssl_error(bev);
         if (e)
@@ -445,8 +510,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     } else if (c) {
         bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    struct session_io io = {.write = session_write, .ctx = c};
+    struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
+    if (s) {
+        session_set_users(s, w->users);
+        session_set_authlock(s, &w->authlock);
+    }
     if (!s) {
         log_err("out of memory accepting client=[%s]", addr);
         if (bev)
@@ -526,9 +595,10 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 }
 
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
-                    struct tls_server *tls)
+                    struct tls_server *tls, const struct users *users)
 {
-    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls};
+    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users};
+    authlock_init(&w.authlock, (unsigned)cfg->auth_max_failures, cfg->auth_lockout);
     int status = 1;
     signal(SIGPIPE, SIG_IGN);
     w.base = event_base_new();
@@ -571,6 +641,7 @@ out:
     for (size_t i = 0; i < w.nlisteners; i++)
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);
+    authlock_free(&w.authlock);
     if (w.ev_term)
         event_free(w.ev_term);
     if (w.ev_int)

@@ -16,10 +16,13 @@ struct listener_fd {
     const struct listen_cfg *cfg;
 };
 
+struct users;
+
 /* Serve until SIGTERM (then stop accepting, give sessions cfg->shutdown_grace seconds, send
  * 421 to the rest and return). tls is NULL when no certificate is configured (then no
- * listener offers TLS: config.c guarantees it). Returns the process exit status. */
+ * listener offers TLS: config.c guarantees it). users is the SMTP AUTH table the supervisor
+ * loaded (NULL: no users_file, no AUTH). Returns the process exit status. */
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
-                    struct tls_server *tls);
+                    struct tls_server *tls, const struct users *users);
 
 #endif

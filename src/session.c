@@ -1,6 +1,7 @@
 /* session.c - the SMTP server session (RFC 5321 section 4, with RFC 1870 SIZE, RFC 2920
  * PIPELINING, RFC 3030 CHUNKING/BINARYMIME, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034
- * ENHANCEDSTATUSCODES and RFC 3461 DSN parameters).
+ * ENHANCEDSTATUSCODES, RFC 3461 DSN parameters and RFC 4954 AUTH with the PLAIN (RFC 4616),
+ * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms).
  *
  * A table maps each verb to a small handler. Handlers check the state they need, change it,
  * and answer with one reply from reply.c. Message content goes straight into a queue file;
@@ -14,6 +15,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "authlock.h"
 #include "data_reader.h"
 #include "envelope.h"
 #include "log.h"
@@ -21,7 +26,24 @@
 #include "received.h"
 #include "reply.h"
 #include "smtp_parse.h"
+#include "scram_server.h"
+#include "smtp_reply.h"
+#include "users.h"
 #include "util.h"
+
+enum auth_step {
+    AUTH_IDLE,       /* no exchange in progress */
+    AUTH_PLAIN_WAIT, /* "334 " sent: waiting for the PLAIN response */
+    AUTH_LOGIN_USER, /* "334 VXNlcm5hbWU6" (Username:) sent */
+    AUTH_LOGIN_PASS, /* "334 UGFzc3dvcmQ6" (Password:) sent */
+    AUTH_CRAM_WAIT,  /* CRAM-MD5 challenge sent */
+    AUTH_SCRAM_FIRST, /* "334 " sent: waiting for the client-first message */
+    AUTH_SCRAM_FINAL, /* server-first sent: waiting for client-final */
+    AUTH_SCRAM_ACK,  /* server-final ("v=") sent: waiting for the empty response */
+};
+
+/* Growing delay after failed AUTH attempts: 1 s, doubling, at most this. */
+#define AUTH_DELAY_MAX_MS 16000
 
 enum state {
     ST_CONNECTED, /* greeting sent, no HELO/EHLO yet */
@@ -58,6 +80,17 @@ struct session {
     unsigned long long msg_size;    /* content octets received */
     bool too_big;
     int write_errno;                /* first queue write error, 0 if none */
+
+    /* SMTP AUTH (RFC 4954) */
+    const struct users *users;      /* NULL: AUTH not offered */
+    enum auth_step auth_step;
+    bool authenticated;
+    char auth_user[USERS_NAME_MAX + 1];  /* after 235 */
+    char login_user[USERS_NAME_MAX + 1]; /* LOGIN: the name, while asking for the password */
+    unsigned auth_failures;
+    struct scram_server *scram;     /* during a SCRAM-SHA-256 exchange */
+    struct authlock *authlock;      /* the worker's per-address failure counts, or NULL */
+    char cram_challenge[128];       /* during CRAM-MD5: "<random.time@host>" */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -120,7 +153,7 @@ static void transaction_reset(struct session *s)
 
 static const char *protocol(const struct session *s)
 {
-    return received_protocol(s->esmtp, s->tls, false, s->mail.smtputf8);
+    return received_protocol(s->esmtp, s->tls, s->authenticated, s->mail.smtputf8);
 }
 
 /* Open the queue file and write the Received: header: the start of DATA or the first BDAT. */
@@ -146,6 +179,7 @@ static enum reply_id message_open(struct session *s)
         .tls = s->tls ? s->tls_desc : NULL,
         .for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].addr : NULL,
         .when = s->env.arrival,
+        .auth_user = s->authenticated && s->cfg->received_auth_user ? s->auth_user : NULL,
     };
     size_t n = received_format(hdr, sizeof hdr, &ri);
     if (n == 0 || queue_writer_write(s->qw, hdr, n) < 0) {
@@ -270,20 +304,57 @@ static bool helo_common(struct session *s, const char *arg, size_t arglen, const
     return true;
 }
 
+/* Is the client on loopback (127.0.0.0/8, ::1, or IPv4-mapped 127/8)? */
+static bool peer_is_loopback(const struct session *s)
+{
+    return strncmp(s->peer, "127.", 4) == 0 || strcmp(s->peer, "::1") == 0 ||
+           strncmp(s->peer, "::ffff:127.", 11) == 0;
+}
+
+/* May mechanisms that send the password in clear (PLAIN, LOGIN) be used now? Only over TLS,
+ * or on loopback when auth_plaintext_loopback is on (RFC 4954 4, 14). */
+static bool plaintext_auth_ok(const struct session *s)
+{
+    return s->tls || (s->cfg->auth_plaintext_loopback && peer_is_loopback(s));
+}
+
+static bool any_cram_user(const struct users *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        if (u->v[i].has_cram)
+            return true;
+    return false;
+}
+
+/* The mechanisms to list after "AUTH" in EHLO, "" when none is usable now. CRAM-MD5 only
+ * when some user has a CRAM-MD5 secret (users added with --cram). */
+static const char *auth_mechanisms(const struct session *s, char *buf, size_t cap)
+{
+    if (!s->users || s->authenticated)
+        return "";
+    snprintf(buf, cap, "%sSCRAM-SHA-256%s", plaintext_auth_ok(s) ? "PLAIN LOGIN " : "",
+             any_cram_user(s->users) ? " CRAM-MD5" : "");
+    return buf;
+}
+
 static void cmd_ehlo(struct session *s, const char *arg, size_t arglen)
 {
     if (!helo_common(s, arg, arglen, "EHLO"))
         return;
     s->esmtp = true;
-    char line[SMTP_REPLY_MAX];
+    char line[SMTP_REPLY_MAX], auth[80], mechs[64];
     snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     reply_line(s, RP_HELO, true, line);
     snprintf(line, sizeof line, "SIZE %zu", s->cfg->max_message_size);
+    const char *m = auth_mechanisms(s, mechs, sizeof mechs);
+    snprintf(auth, sizeof auth, "AUTH %s", m);
     const char *ext[] = {"PIPELINING", line, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", "HELP"};
+                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", auth, "HELP"};
     for (size_t i = 0; i < ARRAY_LEN(ext); i++) {
         if (strcmp(ext[i], "STARTTLS") == 0 && !starttls_offered(s))
             continue; /* and never again once TLS is active (RFC 3207 4.2) */
+        if (ext[i] == auth && m[0] == '\0')
+            continue;
         reply_line(s, RP_HELO, i + 1 < ARRAY_LEN(ext), ext[i]);
     }
 }
@@ -342,6 +413,12 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
         error_reply(s, RP_TLS_REQUIRED, NULL);
         return;
     }
+    if (s->users && !s->authenticated && s->listener &&
+        (s->listener->kind == LISTEN_SUBMISSION || s->listener->kind == LISTEN_SMTPS)) {
+        error_reply(s, RP_AUTH_REQUIRED, "Authentication required: submission needs AUTH "
+                                         "before MAIL (RFC 4954)");
+        return;
+    }
     struct smtp_path path;
     const char *params;
     size_t paramslen;
@@ -369,6 +446,14 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
     if (mp.has_size && mp.size > s->cfg->max_message_size) {
         replyf(s, RP_SIZE_EXCEEDED, "Message size %llu exceeds fixed limit of %zu octets",
                mp.size, s->cfg->max_message_size);
+        return;
+    }
+    if (s->authenticated && s->cfg->sender_login_match &&
+        !config_sender_owned(s->cfg, s->auth_user, path.addr)) {
+        log_info("reject client=[%s] user=%s from=<%s> reason=sender-login-mismatch", s->peer,
+                 s->auth_user, path.addr);
+        replyf(s, RP_SENDER_NOT_OWNED, "<%s>: Sender address not owned by user %s", path.addr,
+               s->auth_user);
         return;
     }
     transaction_reset(s);
@@ -439,17 +524,17 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
         snprintf(addr, sizeof addr, "%.*s%s", (int)(strrchr(path.addr, '@') - path.addr + 1),
                  path.addr, domain);
     bool local_domain = config_is_local_domain(s->cfg, domain);
-    if (!local_domain && !config_relay_allowed(s->cfg, s->peer)) {
-        /* Only clients in relay_networks (and, later, authenticated users) may relay:
-         * tern is never an open relay. */
+    if (!local_domain && !s->authenticated && !config_relay_allowed(s->cfg, s->peer)) {
+        /* Only authenticated users and clients in relay_networks may relay: tern is never
+         * an open relay. */
         log_info("reject client=[%s] from=<%s> to=<%s> reason=relay", s->peer, s->env.sender,
                  path.addr);
         replyf(s, RP_RELAY_DENIED, "<%s>: Relay access denied", path.addr);
         return;
     }
     if (!local_domain) {
-        log_info("relay client=[%s] from=<%s> to=<%s> relay=allowed", s->peer, s->env.sender,
-                 path.addr);
+        log_info("relay client=[%s] from=<%s> to=<%s> relay=%s", s->peer, s->env.sender,
+                 path.addr, s->authenticated ? "authenticated" : "allowed");
     } else if (!config_has_mailbox(s->cfg, local, domain)) {
         log_info("reject client=[%s] from=<%s> to=<%s> reason=unknown-user", s->peer,
                  s->env.sender, path.addr);
@@ -671,6 +756,348 @@ static void cmd_starttls(struct session *s, const char *arg, size_t arglen)
     s->state = ST_STARTTLS;
 }
 
+/* ---- AUTH (RFC 4954) -------------------------------------------------------------------- */
+
+/* A fixed yescrypt setting: checking a password for an unknown user costs as much as for a
+ * known one, so response times do not reveal which names exist. */
+static const char dummy_hash[] = "$y$j9T$7PaUK6TQDHgXPAhpm6B1H/$";
+
+static void auth_reset(struct session *s)
+{
+    s->auth_step = AUTH_IDLE;
+    memset(s->login_user, 0, sizeof s->login_user);
+    s->cram_challenge[0] = '\0';
+    if (s->scram) {
+        scram_server_free(s->scram);
+        free(s->scram);
+        s->scram = NULL;
+    }
+}
+
+static bool auth_check(const struct session *s, const char *user, const char *password)
+{
+    const struct user_entry *e = users_find(s->users, user);
+    if (!e) {
+        struct user_entry dummy = {.crypt_hash = (char *)dummy_hash};
+        (void)users_check_password(&dummy, password);
+        return false;
+    }
+    return users_check_password(e, password);
+}
+
+static void auth_done(struct session *s, const char *mech, const char *user, bool ok)
+{
+    auth_reset(s);
+    if (ok) {
+        if (s->authlock)
+            authlock_success(s->authlock, s->peer);
+        s->authenticated = true;
+        str_copy(s->auth_user, sizeof s->auth_user, user);
+        log_info("auth client=[%s] mech=%s user=%s result=ok", s->peer, mech, user);
+        reply(s, RP_AUTH_OK);
+        return;
+    }
+    s->auth_failures++;
+    /* Failures count per connection (the delay) and per address across connections (the
+     * lockout, in this worker process). */
+    unsigned n = 0;
+    bool locked = false;
+    if (s->authlock)
+        n = authlock_fail(s->authlock, s->peer, time(NULL), &locked);
+    log_info("auth client=[%s] mech=%s user=%s result=failed failures=%u address-failures=%u",
+             s->peer, mech, user[0] ? user : "-", s->auth_failures, n);
+    if (locked)
+        log_warn("auth lockout client=[%s] failures=%u for %ds", s->peer, n,
+                 s->cfg->auth_lockout);
+    /* Growing delay before the 535 (and before reading anything more): 1 s, 2 s, 4 s ... */
+    unsigned ms = 1000;
+    for (unsigned i = 1; i < s->auth_failures && ms < AUTH_DELAY_MAX_MS; i++)
+        ms *= 2;
+    if (ms > AUTH_DELAY_MAX_MS)
+        ms = AUTH_DELAY_MAX_MS;
+    /* pause first: the I/O layer holds back what is written during the pause. Not when this
+     * error ends the session (max_errors): then the 535 and 421 go out at once. */
+    if (s->io.pause && s->errors + 1 < s->cfg->max_errors)
+        s->io.pause(s->io.ctx, ms);
+    error_reply(s, RP_AUTH_FAILED, NULL);
+}
+
+/* Decode one base64 client response ("=" is the empty response, RFC 4954 4). The result is a
+ * NUL-terminated buffer of *len octets (which may hold NULs: PLAIN). -1 if not base64. */
+static long auth_decode(const char *in, size_t inlen, unsigned char *out, size_t cap)
+{
+    if (inlen == 0 || (inlen == 1 && in[0] == '=')) { /* an empty response */
+        out[0] = '\0';
+        return 0;
+    }
+    return smtp_b64_decode(in, inlen, out, cap);
+}
+
+/* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */
+static void auth_plain(struct session *s, const unsigned char *msg, size_t len)
+{
+    const unsigned char *nul1 = memchr(msg, '\0', len);
+    const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', len - (size_t)(nul1 + 1 - msg))
+                                     : NULL;
+    if (!nul2) {
+        auth_done(s, "PLAIN", "", false);
+        return;
+    }
+    const char *authz = (const char *)msg, *user = (const char *)nul1 + 1;
+    char pw[1024];
+    size_t pwlen = len - (size_t)(nul2 + 1 - msg);
+    if (pwlen >= sizeof pw || memchr(nul2 + 1, '\0', pwlen)) {
+        auth_done(s, "PLAIN", user, false);
+        return;
+    }
+    memcpy(pw, nul2 + 1, pwlen);
+    pw[pwlen] = '\0';
+    /* No proxy authorization: an authzid other than the user itself is refused. */
+    bool ok = (authz[0] == '\0' || strcmp(authz, user) == 0) && user[0] &&
+              auth_check(s, user, pw);
+    memset(pw, 0, sizeof pw);
+    auth_done(s, "PLAIN", user, ok);
+}
+
+/* Send a 334 with msg base64-encoded. */
+static void auth_challenge(struct session *s, const char *msg, size_t len)
+{
+    char enc[4 * ((SMTP_REPLY_MAX / 2 + 2) / 3) + 1];
+    if (len > SMTP_REPLY_MAX / 2)
+        len = SMTP_REPLY_MAX / 2; /* our challenges are far shorter */
+    smtp_b64_encode((const unsigned char *)msg, len, enc);
+    reply_line(s, RP_AUTH_CONTINUE, false, enc);
+}
+
+/* CRAM-MD5 (RFC 2195): the response is "user SP 32-lower-hex-digest". */
+static void auth_cram(struct session *s, const char *msg, size_t len)
+{
+    const char *sp = len > 33 ? msg + len - 33 : NULL;
+    char user[USERS_NAME_MAX + 1] = "";
+    if (!sp || *sp != ' ' || (size_t)(sp - msg) > USERS_NAME_MAX || memchr(msg, '\0', len)) {
+        auth_done(s, "CRAM-MD5", "", false);
+        return;
+    }
+    memcpy(user, msg, (size_t)(sp - msg));
+    user[sp - msg] = '\0';
+    const struct user_entry *e = users_find(s->users, user);
+    if (e && !e->has_cram) { /* the user exists but has no CRAM-MD5 secret (RFC 4954 6) */
+        log_info("auth client=[%s] mech=CRAM-MD5 user=%s result=refused reason=no-cram-secret",
+                 s->peer, user);
+        auth_reset(s);
+        error_reply(s, RP_AUTH_TOO_WEAK, "Authentication mechanism is too weak for this user; "
+                                         "use SCRAM-SHA-256 or PLAIN over TLS");
+        return;
+    }
+    char want[33];
+    bool ok = false;
+    if (e) {
+        users_cram_digest(e, s->cram_challenge, strlen(s->cram_challenge), want);
+        char got[33];
+        for (int i = 0; i < 32; i++) {
+            char c = sp[1 + i];
+            got[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+        }
+        got[32] = '\0';
+        ok = CRYPTO_memcmp(want, got, 32) == 0;
+    }
+    auth_done(s, "CRAM-MD5", user, ok);
+}
+
+static void auth_scram_first(struct session *s, const char *msg, size_t len)
+{
+    char err[128];
+    s->scram = calloc(1, sizeof *s->scram);
+    char *first = s->scram ? scram_server_first(s->scram, s->users, msg, len, err, sizeof err)
+                           : NULL;
+    if (!first) {
+        log_info("auth client=[%s] mech=SCRAM-SHA-256 result=failed reason=%s", s->peer,
+                 s->scram ? err : "out of memory");
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->scram ? s->scram->user : "");
+        auth_done(s, "SCRAM-SHA-256", user, false);
+        return;
+    }
+    s->auth_step = AUTH_SCRAM_FINAL;
+    auth_challenge(s, first, strlen(first));
+    free(first);
+}
+
+static void auth_scram_final(struct session *s, const char *msg, size_t len)
+{
+    char err[128], *final = NULL;
+    int r = scram_server_final(s->scram, msg, len, &final, err, sizeof err);
+    if (r != 1) {
+        if (r < 0)
+            log_info("auth client=[%s] mech=SCRAM-SHA-256 user=%s malformed: %s", s->peer,
+                     s->scram->user, err);
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->scram->user);
+        auth_done(s, "SCRAM-SHA-256", user, false);
+        return;
+    }
+    s->auth_step = AUTH_SCRAM_ACK;
+    auth_challenge(s, final, strlen(final));
+    free(final);
+}
+
+static void auth_step_line(struct session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') { /* the client cancels (RFC 4954 4) */
+        log_info("auth client=[%s] result=cancelled", s->peer);
+        auth_reset(s);
+        error_reply(s, RP_AUTH_CANCELLED, NULL);
+        return;
+    }
+    unsigned char buf[AUTH_LINE_MAX];
+    long n = auth_decode(line, len, buf, sizeof buf);
+    if (n < 0) {
+        auth_reset(s);
+        error_reply(s, RP_AUTH_BAD_BASE64, NULL);
+        return;
+    }
+    switch (s->auth_step) {
+    case AUTH_PLAIN_WAIT:
+        auth_plain(s, buf, (size_t)n);
+        break;
+    case AUTH_LOGIN_USER:
+        if ((size_t)n >= sizeof s->login_user || memchr(buf, '\0', (size_t)n)) {
+            auth_done(s, "LOGIN", "", false);
+            break;
+        }
+        memcpy(s->login_user, buf, (size_t)n + 1);
+        s->auth_step = AUTH_LOGIN_PASS;
+        reply_line(s, RP_AUTH_CONTINUE, false, "UGFzc3dvcmQ6"); /* "Password:" */
+        break;
+    case AUTH_LOGIN_PASS: {
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->login_user);
+        bool ok = !memchr(buf, '\0', (size_t)n) && user[0] &&
+                  auth_check(s, user, (const char *)buf);
+        auth_done(s, "LOGIN", user, ok);
+        break;
+    }
+    case AUTH_CRAM_WAIT:
+        auth_cram(s, (const char *)buf, (size_t)n);
+        break;
+    case AUTH_SCRAM_FIRST:
+        auth_scram_first(s, (const char *)buf, (size_t)n);
+        break;
+    case AUTH_SCRAM_FINAL:
+        auth_scram_final(s, (const char *)buf, (size_t)n);
+        break;
+    case AUTH_SCRAM_ACK: {
+        /* RFC 4954 4: the client acknowledges the server-final message with an empty
+         * response; then the exchange has succeeded. */
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->scram ? s->scram->user : "");
+        auth_done(s, "SCRAM-SHA-256", user, n == 0);
+        break;
+    }
+    case AUTH_IDLE:
+        break;
+    }
+    memset(buf, 0, sizeof buf);
+}
+
+static void cmd_auth(struct session *s, const char *arg, size_t arglen)
+{
+    if (!s->users) {
+        error_reply(s, RP_NOT_IMPLEMENTED, "AUTH is not offered here");
+        return;
+    }
+    if (s->state == ST_CONNECTED || !s->esmtp) {
+        error_reply(s, RP_BAD_SEQUENCE, "Send EHLO first");
+        return;
+    }
+    if (s->authenticated) {
+        error_reply(s, RP_BAD_SEQUENCE, "Already authenticated (RFC 4954 4)");
+        return;
+    }
+    if (s->state != ST_READY) {
+        error_reply(s, RP_BAD_SEQUENCE, "AUTH is not permitted during a mail transaction");
+        return;
+    }
+    time_t until;
+    if (s->authlock && authlock_locked(s->authlock, s->peer, time(NULL), &until)) {
+        log_info("auth client=[%s] result=refused reason=locked-out seconds-left=%lld", s->peer,
+                 (long long)(until - time(NULL)));
+        error_reply(s, RP_AUTH_LOCKED, NULL);
+        return;
+    }
+    /* "AUTH mechanism [initial-response]" */
+    while (arglen > 0 && (arg[arglen - 1] == ' ' || arg[arglen - 1] == '\t'))
+        arglen--;
+    size_t m = 0;
+    while (m < arglen && arg[m] != ' ')
+        m++;
+    char mech[32];
+    if (m == 0 || m >= sizeof mech) {
+        error_reply(s, m == 0 ? RP_SYNTAX : RP_AUTH_UNKNOWN_MECH,
+                    m == 0 ? "Syntax: AUTH mechanism [initial-response]" : NULL);
+        return;
+    }
+    memcpy(mech, arg, m);
+    mech[m] = '\0';
+    const char *ir = m < arglen ? arg + m + 1 : NULL;
+    size_t irlen = ir ? arglen - m - 1 : 0;
+    bool plain = str_ieq(mech, "PLAIN"), login = str_ieq(mech, "LOGIN");
+    bool cram = str_ieq(mech, "CRAM-MD5"), scram = str_ieq(mech, "SCRAM-SHA-256");
+    if (!plain && !login && !(cram && any_cram_user(s->users)) && !scram) {
+        error_reply(s, RP_AUTH_UNKNOWN_MECH, NULL);
+        return;
+    }
+    if (ir && irlen == 1 && ir[0] == '*') {
+        error_reply(s, RP_AUTH_CANCELLED, NULL);
+        return;
+    }
+    if (cram) {
+        if (ir) { /* RFC 2195: the server speaks first; there is no initial response */
+            error_reply(s, RP_SYNTAX, "CRAM-MD5 takes no initial response");
+            return;
+        }
+        unsigned char rnd[8];
+        unsigned long long r = 0;
+        if (RAND_bytes(rnd, sizeof rnd) != 1) {
+            reply(s, RP_AUTH_TEMPFAIL);
+            return;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++)
+            r = r << 8 | rnd[i];
+        snprintf(s->cram_challenge, sizeof s->cram_challenge, "<%llu.%lld@%.60s>", r,
+                 (long long)time(NULL), s->cfg->hostname);
+        s->auth_step = AUTH_CRAM_WAIT;
+        auth_challenge(s, s->cram_challenge, strlen(s->cram_challenge));
+        return;
+    }
+    if (scram) {
+        s->auth_step = AUTH_SCRAM_FIRST;
+        if (ir)
+            auth_step_line(s, ir, irlen);
+        else
+            reply_line(s, RP_AUTH_CONTINUE, false, "");
+        return;
+    }
+    if (!plaintext_auth_ok(s)) {
+        log_info("auth client=[%s] mech=%s result=refused reason=no-tls", s->peer, mech);
+        error_reply(s, RP_AUTH_NEED_TLS, NULL);
+        return;
+    }
+    if (plain) {
+        s->auth_step = AUTH_PLAIN_WAIT;
+        if (ir)
+            auth_step_line(s, ir, irlen);
+        else
+            reply_line(s, RP_AUTH_CONTINUE, false, "");
+    } else {
+        s->auth_step = AUTH_LOGIN_USER;
+        if (ir)
+            auth_step_line(s, ir, irlen); /* the initial response is the user name */
+        else
+            reply_line(s, RP_AUTH_CONTINUE, false, "VXNlcm5hbWU6"); /* "Username:" */
+    }
+}
+
 /* Commands of RFC 821/5321 and common extensions that tern does not (yet) do: an honest 502. */
 static void cmd_not_implemented(struct session *s, const char *arg, size_t arglen)
 {
@@ -697,7 +1124,7 @@ static const struct command {
     {"VRFY", cmd_vrfy, "VRFY mailbox"},
     {"EXPN", cmd_expn, "EXPN mailing-list"},
     {"STARTTLS", cmd_starttls, "STARTTLS (then the TLS handshake; EHLO again afterwards)"},
-    {"AUTH", cmd_not_implemented, NULL},
+    {"AUTH", cmd_auth, "AUTH mechanism [initial-response] (RFC 4954; after EHLO)"},
     {"ETRN", cmd_not_implemented, NULL},
     {"ATRN", cmd_not_implemented, NULL},
     {"TURN", cmd_not_implemented, NULL},
@@ -739,10 +1166,19 @@ void session_line(struct session *s, const char *line, size_t len)
 {
     if (s->state == ST_CLOSED)
         return;
+    if (s->auth_step != AUTH_IDLE) { /* a response in an AUTH exchange, not a command */
+        auth_step_line(s, line, len);
+        return;
+    }
     struct smtp_cmdline cl;
     if (smtp_split_command(line, len, &cl) != PARSE_OK) {
         error_reply(s, RP_UNKNOWN_CMD, memchr(line, '\0', len) ? "NUL octet in command line"
                                                               : NULL);
+        return;
+    }
+    /* Only AUTH may be longer than an ordinary command line (RFC 4954 4). */
+    if (len + 2 > SMTP_CMDLINE_MAX && strcmp(cl.verb, "AUTH") != 0) {
+        error_reply(s, RP_LINE_TOO_LONG, NULL);
         return;
     }
     for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
@@ -756,7 +1192,35 @@ void session_line(struct session *s, const char *line, size_t len)
 
 void session_line_too_long(struct session *s)
 {
+    if (s->auth_step != AUTH_IDLE) {
+        auth_reset(s);
+        error_reply(s, RP_AUTH_LINE_TOO_LONG, NULL);
+        return;
+    }
     error_reply(s, RP_LINE_TOO_LONG, NULL);
+}
+
+size_t session_max_line(const struct session *s)
+{
+    if (s->auth_step != AUTH_IDLE ||
+        (s->users && !s->authenticated && s->state == ST_READY && s->esmtp))
+        return AUTH_LINE_MAX;
+    return SMTP_CMDLINE_MAX;
+}
+
+void session_set_users(struct session *s, const struct users *users)
+{
+    s->users = users;
+}
+
+void session_set_authlock(struct session *s, struct authlock *t)
+{
+    s->authlock = t;
+}
+
+const char *session_auth_user(const struct session *s)
+{
+    return s->authenticated ? s->auth_user : NULL;
 }
 
 size_t session_data(struct session *s, const char *buf, size_t len)
@@ -814,6 +1278,7 @@ void session_free(struct session *s)
     if (s->qw)
         queue_writer_abort(s->qw);
     envelope_free(&s->env);
+    auth_reset(s);
     free(s);
 }
 
@@ -830,6 +1295,9 @@ void session_tls_started(struct session *s, const char *desc)
     s->esmtp = false;
     s->tls = true;
     str_copy(s->tls_desc, sizeof s->tls_desc, desc);
+    auth_reset(s);
+    s->authenticated = false;
+    s->auth_user[0] = '\0';
     if (s->state != ST_CLOSED)
         s->state = ST_CONNECTED;
     log_info("tls client=[%s] %s", s->peer, desc);

@@ -22,13 +22,32 @@ enum session_mode {
 struct session_io {
     void (*write)(void *ctx, const char *buf, size_t len);
     void *ctx;
+    /* Optional (NULL: no delay). Hold back the output written so far and stop reading input
+     * for ms milliseconds: the growing delay after a failed AUTH (RFC 4954 15). */
+    void (*pause)(void *ctx, unsigned ms);
 };
+
+struct users;
 
 struct session;
 
 struct session *session_new(const struct config *cfg, const struct listen_cfg *listener,
                             const char *peer_addr, const struct session_io *io);
 void session_free(struct session *s);
+/* The users table for SMTP AUTH (RFC 4954; users.h), owned by the caller and outliving the
+ * session. NULL (the default): AUTH is not offered and answers 502. With a table, submission
+ * and smtps listeners require AUTH before MAIL (530 5.7.0). */
+void session_set_users(struct session *s, const struct users *users);
+/* The longest input line the I/O layer should accept now, including CRLF: SMTP_CMDLINE_MAX,
+ * or AUTH_LINE_MAX while AUTH may be sent or an AUTH exchange is in progress (RFC 4954 4). */
+#define AUTH_LINE_MAX 12288
+size_t session_max_line(const struct session *s);
+struct authlock;
+/* The worker's table of failed AUTH attempts per address (authlock.h); NULL: none (then only
+ * the per-connection delay applies). */
+void session_set_authlock(struct session *s, struct authlock *t);
+/* The user name after a successful AUTH, or NULL. */
+const char *session_auth_user(const struct session *s);
 
 /* Send the greeting. */
 void session_start(struct session *s);

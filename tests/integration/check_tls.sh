@@ -42,7 +42,8 @@ testkit=$(cd "$testkit" && pwd)
 if [ -z "${TERN_CHECK_TLS_INNER:-}" ]; then
     if ! command -v testssl >/dev/null 2>&1 && ! command -v testssl.sh >/dev/null 2>&1; then
         if [ "$(id -u)" != 0 ]; then
-            echo "FAIL check-tls:setup: testssl.sh is not installed; as root: apt-get install testssl.sh"
+            echo "FAIL check-tls:setup: testssl.sh is not installed;" \
+                 "as root: apt-get install testssl.sh"
             exit 1
         fi
         echo "check_tls: installing Debian's testssl.sh package"
@@ -85,7 +86,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The test CA and a leaf from testkit/mkcerts, then the leaf re-issued with a CRL distribution
+# point and an OCSP responder URI, as every public CA's certificates have: without them
+# testssl rates the certificate HIGH ("cert_revocation"), a property of the throwaway
+# certificate rather than of tern. Nothing fetches them (no --phone-out, no network).
 "$testkit/mkcerts" -k "$keytype" "$work/pki" mx.tern.test localhost 127.0.0.1 >/dev/null
+(
+    cd "$work/pki"
+    openssl req -new -key server.key -subj "/CN=mx.tern.test" -out server.csr 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 \
+        -out server.crt -extfile <(printf '%s\n' \
+            "subjectAltName=DNS:mx.tern.test,DNS:localhost,IP:127.0.0.1" \
+            "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=serverAuth,clientAuth" \
+            "crlDistributionPoints=URI:http://crl.tern.test/ca.crl" \
+            "authorityInfoAccess=OCSP;URI:http://ocsp.tern.test/,caIssuers;URI:http://crl.tern.test/ca.crt"
+        ) \
+        2>/dev/null
+    cat server.crt ca.crt >server-chain.crt
+    rm -f server.csr
+    openssl verify -CAfile ca.crt server.crt >/dev/null
+)
 mkdir -p "$work/spool" "$work/mail"
 port_starttls=2525
 port_smtps=4465
@@ -137,9 +158,14 @@ scan() {
     echo "$rc" >"$work/$name.rc"
 }
 
-echo "check_tls: testssl $("$testssl_bin" --version 2>/dev/null | sed -n 's/.*testssl *\([0-9][^ ]*\).*/\1/p' | head -n1)," \
-     "$(openssl version | cut -d' ' -f1-2), $keytype certificate, tern $("$build/tern" version 2>/dev/null || echo '?')"
+testssl_version=$("$testssl_bin" --version 2>/dev/null |
+    sed -n 's/.*testssl *\([0-9][^ ]*\).*/\1/p' | head -n1)
+tern_version=$("$build/tern" version 2>/dev/null || echo 'tern ?')
+echo "check_tls: testssl $testssl_version, $(openssl version | cut -d' ' -f1-2)," \
+     "$keytype certificate, $tern_version"
 t_all=$SECONDS
+# One after the other: testssl is CPU-bound (thousands of forks), and two at once on 2 cores
+# are no faster but make its timing-sensitive checks less reliable.
 scan starttls $port_starttls --starttls smtp
 scan smtps $port_smtps
 total=$((SECONDS - t_all))
@@ -156,7 +182,8 @@ summary=$work/summary.txt
 for name in starttls smtps; do
     json=$work/$name.json
     secs=$(cat "$work/$name.secs")
-    if [ ! -s "$json" ] || ! python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$json" 2>/dev/null; then
+    if [ ! -s "$json" ] ||
+        ! python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$json" 2>/dev/null; then
         echo "FAIL check-tls:$name: testssl produced no JSON (exit $(cat "$work/$name.rc"))"
         tail -30 "$work/$name.log" | sed 's/^/    | /'
         failed=1
@@ -209,7 +236,8 @@ if [ "$tern_rc" != 0 ]; then
     echo "FAIL check-tls:tern-exit: tern exited $tern_rc after SIGTERM"
     tail -20 "$work/tern.log" | sed 's/^/    | /'
     failed=1
-elif grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)' "$work/tern.log"; then
+elif grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)' \
+        "$work/tern.log"; then
     echo "FAIL check-tls:tern-exit: sanitizer report in tern's log"
     grep -E -A5 'ERROR: |runtime error:' "$work/tern.log" | head -40 | sed 's/^/    | /'
     failed=1
@@ -218,7 +246,8 @@ else
 fi
 
 echo
-echo "testssl findings of severity LOW and above ($keytype certificate, $(date -u +%Y-%m-%d), ${total}s in all):"
+echo "testssl findings of severity LOW and above" \
+     "($keytype certificate, $(date -u +%Y-%m-%d), ${total}s in all):"
 echo "| scan | time | CRITICAL | HIGH | MEDIUM | LOW |"
 echo "| --- | --- | --- | --- | --- | --- |"
 grep '^|' "$summary" || true
@@ -227,7 +256,8 @@ hs=$(grep -c "TLS handshake failed" "$work/tern.log" || true)
 echo "tern: $(grep -c ' connect client=' "$work/tern.log" || true) connections," \
      "$(grep -c ' tls client=' "$work/tern.log" || true) TLS sessions, $hs failed handshakes logged"
 if [ "$failed" != 0 ]; then
-    [ -n "${TERN_CHECK_TLS_KEEP:-}" ] || echo "check_tls: TERN_CHECK_TLS_KEEP=1 keeps $work for a look"
+    [ -n "${TERN_CHECK_TLS_KEEP:-}" ] ||
+        echo "check_tls: TERN_CHECK_TLS_KEEP=1 keeps $work for a look"
     exit 1
 fi
 exit 0

@@ -4,6 +4,7 @@
 # servers (the testkit's smtp-capture) on loopback addresses, inside a private network
 # namespace. Covers MX fallback, implicit MX, null MX, IPv6, retries after 451, bounces
 # (read back from the sender's Maildir), delay warnings, success DSNs, STARTTLS, CHUNKING,
+# 8-bit content to a server without 8BITMIME (converted to quoted-printable, or 5.6.3),
 # AUTH to a relay, connection reuse, timeouts and a restart with deferred mail.
 #
 #   tests/integration/test_outbound.sh BUILD_DIR

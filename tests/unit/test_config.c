@@ -1081,6 +1081,58 @@ static void test_outbound_errors(void **state)
                  "t.conf:3: delay_warning: '31d' is out of range (0 to 2592000 seconds)");
 }
 
+/* ---- SMTP AUTH keywords (docs/auth.md) --------------------------------------------------- */
+
+static void test_auth_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_null(cfg.users_file);
+    assert_false(cfg.auth_plaintext_loopback);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "users_file /etc/tern/users\nauth_plaintext_loopback on\n");
+    assert_string_equal(cfg.users_file, "/etc/tern/users");
+    assert_true(cfg.auth_plaintext_loopback);
+    config_free(&cfg);
+    expect_error(BASE "auth_plaintext_loopback maybe\n",
+                 "t.conf:3: auth_plaintext_loopback: expected 'on' or 'off', got 'maybe'");
+    expect_error(BASE "users_file a\nusers_file b\n",
+                 "t.conf:4: users_file: duplicate (already set on line 3)");
+
+    parse_ok(&cfg, BASE);
+    assert_false(cfg.sender_login_match);
+    assert_int_equal(cfg.auth_max_failures, 10);
+    assert_int_equal(cfg.auth_lockout, 900);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "sender_login_match on\nauth_max_failures 0\nauth_lockout 1h\n"
+                        "sender_login bob Bob.Smith@Example.COM @lists.example.net\n"
+                        "sender_login carol carol@elsewhere.test\n");
+    assert_true(cfg.sender_login_match);
+    assert_false(cfg.received_auth_user);
+    assert_int_equal(cfg.auth_max_failures, 0);
+    assert_int_equal(cfg.auth_lockout, 3600);
+    assert_int_equal(cfg.nsender_logins, 3);
+    /* the login name itself, at any local domain when it has none */
+    assert_true(config_sender_owned(&cfg, "bob", "bob@example.org"));
+    assert_true(config_sender_owned(&cfg, "bob", "BOB@EXAMPLE.ORG"));
+    assert_false(config_sender_owned(&cfg, "bob", "bob@elsewhere.test"));
+    assert_true(config_sender_owned(&cfg, "alice@x.test", "Alice@X.test"));
+    assert_false(config_sender_owned(&cfg, "alice@x.test", "alice@example.org"));
+    /* sender_login entries: an address, or any address of a domain */
+    assert_true(config_sender_owned(&cfg, "bob", "bob.smith@example.com"));
+    assert_true(config_sender_owned(&cfg, "bob", "anything@lists.example.net"));
+    assert_false(config_sender_owned(&cfg, "carol", "anything@lists.example.net"));
+    assert_true(config_sender_owned(&cfg, "carol", "carol@elsewhere.test"));
+    assert_false(config_sender_owned(&cfg, "bob", "")); /* <> belongs to nobody */
+    config_free(&cfg);
+    expect_error(BASE "sender_login bob\n",
+                 "t.conf:3: sender_login: expected a user and one or more addresses");
+    expect_error(BASE "sender_login bob nobody\n",
+                 "t.conf:3: sender_login: 'nobody' is not an address or @domain");
+    expect_error(BASE "auth_lockout 0\n", "t.conf:3: auth_lockout: '0' is out of range (1 to 86400 seconds)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1111,6 +1163,7 @@ int main(void)
         cmocka_unit_test(test_outbound_defaults),
         cmocka_unit_test(test_outbound_keywords),
         cmocka_unit_test(test_outbound_errors),
+        cmocka_unit_test(test_auth_keywords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

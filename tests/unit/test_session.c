@@ -6,16 +6,24 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <dirent.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "scram.h"
 #include "session.h"
+#include "smtp_reply.h"
+#include "smtp_parse.h"
+#include "users.h"
+#include "authlock.h"
 #include "util.h"
 
 static struct config cfg;
@@ -328,6 +336,239 @@ static void test_relay_networks(void **state)
     config_free(&rc);
 }
 
+/* AUTH PLAIN and LOGIN (RFC 4954): offered only over TLS, every error reply, relaying and
+ * the AUTH line length. */
+static void test_auth_plain_login(void **state)
+{
+    (void)state;
+    struct users u = {0};
+    struct user_entry e;
+    char err[200];
+    assert_int_equal(users_make_entry(&e, "ann", "pw 1", false, 4096, err, sizeof err), 0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    struct config c2 = cfg; /* shallow copy: this test counts more than max_errors 5 */
+    c2.max_errors = 100;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_SUBMISSION;
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct session *s = session_new(&c2, &l, "192.0.2.1", &io);
+    session_start(s);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN"), "502 5.5.1 ", 10) == 0); /* no users table */
+    session_set_users(s, &u);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN"), "503 5.5.1 ", 10) == 0); /* before EHLO */
+    assert_int_equal(session_max_line(s), SMTP_CMDLINE_MAX);
+    cmd(s, "EHLO client.test");
+    assert_non_null(strstr(out, "250-AUTH SCRAM-SHA-256\r\n")); /* no TLS: no PLAIN/LOGIN */
+    assert_int_equal(session_max_line(s), AUTH_LINE_MAX);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "538 5.7.11 ", 11) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test>"), "530 5.7.0 ", 10) == 0);
+    session_tls_started(s, "TLSv1.3 test");
+    cmd(s, "EHLO client.test");
+    assert_non_null(strstr(out, "250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n"));
+    assert_true(strncmp(cmd(s, "AUTH X-UNKNOWN"), "504 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH CRAM-MD5"), "504 5.5.4 ", 10) == 0); /* no --cram user */
+    assert_true(strncmp(cmd(s, "AUTH PLAIN"), "334 \r\n", 6) == 0);
+    assert_true(strncmp(cmd(s, "*"), "501 5.7.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgB3cm9uZw=="), "535 5.7.8 ", 10) == 0);
+    assert_null(session_auth_user(s));
+    assert_true(strncmp(cmd(s, "AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n", 18) == 0);
+    assert_true(strncmp(cmd(s, "YW5u"), "334 UGFzc3dvcmQ6\r\n", 18) == 0);
+    assert_true(strncmp(cmd(s, "cHcgMQ=="), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "ann");
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "503 5.5.1 ", 10) == 0);
+    cmd(s, "EHLO client.test");
+    assert_null(strstr(out, "AUTH")); /* nothing left to offer */
+    assert_int_equal(session_max_line(s), SMTP_CMDLINE_MAX);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<ann@example.test>"), "250 2.1.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "250 2.1.5 ", 10) == 0);
+    session_free(s);
+
+    /* AUTH in a transaction (smtp listener: MAIL needs no AUTH), and an over-long exchange */
+    l.kind = LISTEN_SMTP;
+    s = session_new(&c2, &l, "192.0.2.1", &io);
+    session_set_users(s, &u);
+    session_tls_started(s, "TLSv1.3 test");
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "AUTH PLAIN"), "334 ", 4) == 0);
+    assert_int_equal(session_max_line(s), AUTH_LINE_MAX);
+    outlen = 0;
+    session_line_too_long(s);
+    assert_true(strncmp(out, "500 5.5.6 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN !!"), "501 5.5.2 ", 10) == 0);
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "503 5.5.1 ", 10) == 0);
+    session_free(s);
+
+    /* loopback without TLS, when configured */
+    c2.auth_plaintext_loopback = true;
+    s = session_new(&c2, &l, "127.0.0.1", &io);
+    session_set_users(s, &u);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    assert_non_null(strstr(out, "250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n"));
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "235 2.7.0 ", 10) == 0);
+    session_free(s);
+    users_free(&u);
+}
+
+/* The text of a 334 reply, base64-decoded. */
+static const char *challenge(char *buf, size_t cap)
+{
+    assert_true(strncmp(out, "334 ", 4) == 0);
+    size_t n = strlen(out + 4);
+    assert_true(n >= 2);
+    long len = smtp_b64_decode(out + 4, n - 2, (unsigned char *)buf, cap);
+    assert_true(len >= 0);
+    return buf;
+}
+
+static const char *cmd_b64(struct session *s, const char *prefix, const char *msg)
+{
+    char line[2048];
+    size_t pl = strlen(prefix);
+    memcpy(line, prefix, pl);
+    smtp_b64_encode((const unsigned char *)msg, strlen(msg), line + pl);
+    return cmd(s, line);
+}
+
+/* CRAM-MD5 and SCRAM-SHA-256 without TLS, driven by real clients: HMAC-MD5 from OpenSSL and
+ * tern's own SCRAM client (scram.c). */
+static void test_auth_cram_scram(void **state)
+{
+    (void)state;
+    struct users u = {0};
+    struct user_entry e;
+    char err[200], buf[1024];
+    assert_int_equal(users_make_entry(&e, "ann", "pw 1", false, 4096, err, sizeof err), 0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    assert_int_equal(users_make_entry(&e, "tim", "tanstaaftanstaaf", true, 4096, err, sizeof err),
+                     0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    struct config c2 = cfg;
+    c2.max_errors = 100;
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct session *s = session_new(&c2, &cfg.listen[0], "192.0.2.1", &io);
+    session_set_users(s, &u);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    assert_non_null(strstr(out, "250-AUTH SCRAM-SHA-256 CRAM-MD5\r\n"));
+
+    /* CRAM-MD5: tim answers the challenge */
+    cmd(s, "AUTH CRAM-MD5");
+    const char *ch = challenge(buf, sizeof buf);
+    assert_true(ch[0] == '<' && strstr(ch, "@mx.test>"));
+    unsigned char mac[16];
+    unsigned ml;
+    HMAC(EVP_md5(), "tanstaaftanstaaf", 16, (const unsigned char *)ch, strlen(ch), mac, &ml);
+    char resp[64] = "tim ";
+    for (int i = 0; i < 16; i++)
+        snprintf(resp + 4 + 2 * i, 3, "%02x", mac[i]);
+    assert_true(strncmp(cmd_b64(s, "", resp), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "tim");
+    session_free(s);
+
+    /* a wrong digest: 535; a user without a CRAM-MD5 secret: 534 */
+    s = session_new(&c2, &cfg.listen[0], "192.0.2.1", &io);
+    session_set_users(s, &u);
+    cmd(s, "EHLO client.test");
+    cmd(s, "AUTH CRAM-MD5");
+    assert_true(strncmp(cmd_b64(s, "", "tim 00000000000000000000000000000000"), "535 5.7.8 ",
+                        10) == 0);
+    cmd(s, "AUTH CRAM-MD5");
+    assert_true(strncmp(cmd_b64(s, "", "ann 00000000000000000000000000000000"), "534 5.7.9 ",
+                        10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH CRAM-MD5 dGlt"), "501 ", 4) == 0); /* no initial response */
+
+    /* SCRAM-SHA-256 with the wrong password, then the right one */
+    for (int round = 0; round < 2; round++) {
+        struct scram sc;
+        char *first = scram_client_first(&sc, "ann", NULL);
+        assert_non_null(first);
+        cmd_b64(s, "AUTH SCRAM-SHA-256 ", first);
+        free(first);
+        char *final = scram_client_final(&sc, round == 0 ? "pw 2" : "pw 1",
+                                         challenge(buf, sizeof buf), err, sizeof err);
+        assert_non_null(final);
+        cmd_b64(s, "", final);
+        free(final);
+        if (round == 0) {
+            assert_true(strncmp(out, "535 5.7.8 ", 10) == 0);
+        } else {
+            assert_true(scram_verify_server(&sc, challenge(buf, sizeof buf), err, sizeof err));
+            assert_true(strncmp(cmd(s, ""), "235 2.7.0 ", 10) == 0);
+            assert_string_equal(session_auth_user(s), "ann");
+        }
+        scram_free(&sc);
+    }
+    session_free(s);
+
+    /* SCRAM: an unknown user gets a server-first too, and fails at the end; cancel works */
+    s = session_new(&c2, &cfg.listen[0], "192.0.2.1", &io);
+    session_set_users(s, &u);
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "AUTH SCRAM-SHA-256"), "334 \r\n", 6) == 0);
+    assert_true(strncmp(cmd_b64(s, "", "n,,n=nobody,r=abcdef"), "334 ", 4) == 0);
+    assert_non_null(strstr(challenge(buf, sizeof buf), "r=abcdef"));
+    assert_true(strncmp(cmd(s, "*"), "501 5.7.0 ", 10) == 0);
+    assert_true(strncmp(cmd_b64(s, "AUTH SCRAM-SHA-256 ", "p=tls-unique,,n=ann,r=x"), "535 ", 4)
+                == 0); /* channel binding is not offered */
+    session_free(s);
+    users_free(&u);
+}
+
+/* sender_login_match (553 5.7.1) and the per-address lockout after auth_max_failures. */
+static void test_auth_sender_and_lockout(void **state)
+{
+    (void)state;
+    struct users u = {0};
+    struct user_entry e;
+    char err[200];
+    assert_int_equal(users_make_entry(&e, "ann", "pw 1", false, 4096, err, sizeof err), 0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    struct config c2 = cfg;
+    c2.max_errors = 100;
+    c2.sender_login_match = true;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_SUBMISSION;
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct authlock t;
+    authlock_init(&t, 2, 600);
+    struct session *s = session_new(&c2, &l, "192.0.2.9", &io);
+    session_set_users(s, &u);
+    session_set_authlock(s, &t);
+    session_tls_started(s, "TLSv1.3 test");
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "235 2.7.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<bob@example.test>"), "553 5.7.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<>"), "553 5.7.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<Ann@Example.TEST>"), "250 2.1.0 ", 10) == 0);
+    session_free(s);
+
+    /* two failures from one address (over two connections) lock it out: 454 4.7.0 */
+    for (int i = 0; i < 2; i++) {
+        s = session_new(&c2, &l, "192.0.2.9", &io);
+        session_set_users(s, &u);
+        session_set_authlock(s, &t);
+        session_tls_started(s, "TLSv1.3 test");
+        cmd(s, "EHLO client.test");
+        assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgB3cm9uZw=="), "535 5.7.8 ", 10) == 0);
+        if (i == 1) /* now even the right password is refused */
+            assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "454 4.7.0 ", 10) == 0);
+        session_free(s);
+    }
+    assert_true(authlock_locked(&t, "192.0.2.9", time(NULL), NULL));
+    /* another address is not affected */
+    s = session_new(&c2, &l, "192.0.2.10", &io);
+    session_set_users(s, &u);
+    session_set_authlock(s, &t);
+    session_tls_started(s, "TLSv1.3 test");
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "235 2.7.0 ", 10) == 0);
+    session_free(s);
+    authlock_free(&t);
+    users_free(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -342,6 +583,9 @@ int main(void)
         cmocka_unit_test(test_misc_commands),
         cmocka_unit_test(test_starttls),
         cmocka_unit_test(test_relay_networks),
+        cmocka_unit_test(test_auth_plain_login),
+        cmocka_unit_test(test_auth_cram_scram),
+        cmocka_unit_test(test_auth_sender_and_lockout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

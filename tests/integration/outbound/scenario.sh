@@ -71,6 +71,12 @@ capture tls 127.0.0.27 25 --chunking --tls-cert "$T/tls/server-chain.crt" --tls-
 capture auth 127.0.0.28 587 --tls-cert "$T/tls/server-chain.crt" --tls-key "$T/tls/server.key" \
     --auth relayuser:secret --auth-required
 capture slow 127.0.0.29 25 --greeting-delay 30
+# without 8BITMIME (and SMTPUTF8): smtp-capture wrapped, see smtp-capture-no8bit
+mkdir -p "$T/cap/nobit"
+"$OB_ROOT/tests/integration/outbound/smtp-capture-no8bit" "$kit" -l 127.0.0.32:25 -o "$T/cap/nobit" \
+    --hostname nobit.capture.test >>"$T/cap-nobit.log" 2>&1 &
+cap_pid[nobit]=$!
+"$kit/wait-listen" 127.0.0.32 25 || fail outbound-capture-nobit "did not start"
 
 # ---- tern -------------------------------------------------------------------------------------
 cat >"$T/tern.conf" <<EOF
@@ -281,6 +287,51 @@ if wait_for 10 has_json good '"k2@reuse.out.test"'; then
         fail outbound-connection-reuse "two connections: $p1 / $p2"
 else
     fail outbound-connection-reuse "second message not delivered: $(grep "qid=$q11" "$T/tern.log" | tail -2)"
+fi
+
+# ---- 5b. 8-bit content to a server without 8BITMIME: converted to quoted-printable --------------
+# A multipart message with an 8-bit text part (trailing space, '=', a long line), a nested
+# 8-bit part, a base64 part and a 7-bit part. The server refuses BODY= and 8-bit octets, so
+# only a converted message can arrive; its decoded parts must equal the original's.
+printf 'From: alice@local.test\nTo: nb@nobit.out.test\nSubject: eightbit\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="==b 1"\n\n--==b 1\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nCaf\303\251 cr\303\250me = br\303\273l\303\251e \n.a line that starts with a dot\n%s\303\251\n--==b 1\nContent-Type: multipart/alternative; boundary=inner\n\n--inner\nContent-Type: text/plain; charset=iso-8859-1\n\nna\357ve\n--inner--\n--==b 1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAwQF\n--==b 1\nContent-Type: text/plain\n\nseven bit\n--==b 1--\n' \
+    "$(printf 'x%.0s' $(seq 1 200))" >"$T/msg-eightbit.txt"
+q16=$("$OB_INJECT" -s "$T/spool" -B 8bitmime -f alice@local.test -t nb@nobit.out.test <"$T/msg-eightbit.txt")
+if wait_for 15 has_json nobit '"nb@nobit.out.test"'; then
+    j=$(json_with nobit '"nb@nobit.out.test"')
+    eml=${j%.json}.eml
+    if "$py" - "$T/msg-eightbit.txt" "$eml" <<'PYEOF'; then
+import email, email.policy, sys
+def leaves(path):
+    with open(path, "rb") as f:
+        m = email.message_from_binary_file(f, policy=email.policy.compat32)
+    return [(p.get_content_type(), p.get_payload(decode=True).replace(b"\r\n", b"\n"))
+            for p in m.walk() if not p.is_multipart()]
+orig, got = leaves(sys.argv[1]), leaves(sys.argv[2])
+raw = open(sys.argv[2], "rb").read()
+ok = orig == got and len(orig) == 4 and max(raw) < 0x80 and b"quoted-printable" in raw
+ok = ok and all(len(l) <= 78 for l in raw.split(b"\n"))
+if not ok:
+    print("orig", orig, "\ngot", got, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PYEOF
+        pass outbound-8bit-converted-to-qp
+    else
+        fail outbound-8bit-converted-to-qp "the captured message does not decode to the original parts"
+    fi
+    grep -q '"BODY=' "$j" && fail outbound-8bit-no-body-param "BODY= sent to a server without 8BITMIME" ||
+        pass outbound-8bit-no-body-param
+    logged "qid=$q16" "conv=8bit-to-qp" && pass outbound-8bit-conversion-logged ||
+        fail outbound-8bit-conversion-logged "no conv=8bit-to-qp log line"
+else
+    fail outbound-8bit-converted-to-qp "nothing reached the server without 8BITMIME: $(grep "qid=$q16" "$T/tern.log" | tail -3)"
+fi
+# not convertible (8-bit octets inside an attached message/rfc822): bounced with 5.6.3
+printf 'From: alice@local.test\nSubject: attached\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: inner\n\nd\303\251j\303\240 vu\n--b--\n' |
+    "$OB_INJECT" -s "$T/spool" -B 8bitmime -f alice@local.test -t nc@nobit.out.test >"$T/q17"
+if wait_for 15 mail_with "Final-Recipient: rfc822; nc@nobit.out.test" "Status: 5.6.3" >/dev/null; then
+    pass outbound-8bit-unconvertible-bounced
+else
+    fail outbound-8bit-unconvertible-bounced "no 5.6.3 bounce: $(grep "qid=$(cat "$T/q17")" "$T/tern.log" | tail -2)"
 fi
 
 # ---- 6. a server that never greets: timeout, deferred -----------------------------------------------
