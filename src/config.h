@@ -168,6 +168,10 @@ struct config {
                                    0 = never lock */
     int auth_lockout;           /* seconds locked out (and the window failures count in);
                                    default 15 min */
+
+    /* ---- queue management (docs/queue.md) ---- */
+    char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
+                                   NULL = <spool>/control */
 };
 
 /* The configuration compiled into the binary (etc/tern.conf). */
