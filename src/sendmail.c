@@ -90,7 +90,7 @@ static int parse_args(int argc, char **argv, struct sm_args *a)
         char f = s[1];
         const char *val = s + 2;
         /* Flags whose value may be the next argument. */
-        if (strchr("fFrCNRVhLXOB", f) && *val == '\0') {
+        if (strchr("fFrCNRVhLXOBp", f) && *val == '\0') {
             if (i + 1 >= argc) {
                 fprintf(stderr, "%s: -%c needs a value\n", prog, f);
                 return -1;
