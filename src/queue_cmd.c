@@ -6,6 +6,7 @@
 #include "queue_cmd.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,7 @@ int queue_main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *prog = strcmp(argv[0], "mailq") == 0 ? "mailq" : "tern queue";
+    signal(SIGPIPE, SIG_IGN); /* a peer gone away is an error to report, not a kill */
     const char *config_path = NULL;
     int c;
     optind = 1;

@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,6 +572,7 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
 int sendmail_main(int argc, char **argv)
 {
     struct sm_args a = {0};
+    signal(SIGPIPE, SIG_IGN); /* a peer gone away is an error to report, not a kill */
     if (parse_args(argc, argv, &a) < 0) {
         usage();
         return EX_USAGE;

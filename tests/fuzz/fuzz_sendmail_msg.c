@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    if (m.len < 2 || memcmp(m.data + m.len - 2, "\r\n", 2) != 0 || !strstr(m.data, "\r\n\r\n"))
+    if (m.len < 2 || memcmp(m.data + m.len - 2, "\r\n", 2) != 0 || !memmem(m.data, m.len, "\r\n\r\n", 4))
         abort();
     for (size_t i = 0; i < m.nrcpts; i++)
         if (!m.rcpts[i][0])

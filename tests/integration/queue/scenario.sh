@@ -344,6 +344,24 @@ check queue-delete-all "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out
 sleep 1 # a bounce, if one were (wrongly) queued, would reach alice's Maildir now
 check queue-delete-no-bounce "$(inbox) vs $n0" eval '[ "$(inbox)" = "$n0" ]'
 
+# ---- hold and delete while a delivery is in progress: done when the attempt ends ------------
+capture busy 127.0.0.43 --greeting-delay 30
+being_delivered() { tern queue show "$1" 2>/dev/null | grep -q "^State: being delivered"; }
+printf 'Subject: busy\n\nx\n' | sendmail -v -f alice@local.test gus@busy.q.test 2>"$T/err"
+qid6=$(sed -n 's/.*queued as \([0-9A-Z]*\).*/\1/p' "$T/err")
+wait_for 20 being_delivered "$qid6"
+tern queue hold "$qid6" >"$T/out" 2>&1
+rc=$?
+check queue-hold-busy "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out" "being delivered; held when this attempt ends"'
+check queue-hold-busy-done "$(tail -3 "$T/tern.log")" wait_for 30 test -f "$T/spool/hold/$qid6"
+tern queue release "$qid6" >/dev/null 2>&1
+wait_for 20 being_delivered "$qid6"
+tern queue delete "$qid6" >"$T/out" 2>&1
+rc=$?
+check queue-delete-busy "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out" "being delivered; deleted when this attempt ends"'
+check queue-delete-busy-done "$(tail -3 "$T/tern.log")" \
+    wait_for 30 eval '[ ! -e "$T/spool/queue/$qid6" ] && [ ! -e "$T/spool/state/$qid6" ] && has "$T/tern.log" "deleted qid=$qid6"'
+
 # ---- access: only root and the mail user ----------------------------------------------------
 setpriv --reuid 54321 --regid 54321 --clear-groups "$Q_TERN" queue -c "$T/tern.conf" >"$T/out" 2>"$T/err"
 rc=$?
