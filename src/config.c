@@ -886,6 +886,7 @@ static const struct keyword keywords[] = {
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
     {"future_release_max", kw_duration, F(future_release_max), 0, 365 * DAY, false},
     {"etrn_networks", kw_etrn_networks, 0, 0, 0, true},
+    {"control_socket", kw_path, F(control_socket), 0, 0, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1238,6 +1239,7 @@ void config_free(struct config *cfg)
     free(cfg->resolver);
     free(cfg->retry_schedule);
     free(cfg->users_file);
+    free(cfg->control_socket);
     for (size_t i = 0; i < cfg->nsender_logins; i++) {
         free(cfg->sender_logins[i].user);
         free(cfg->sender_logins[i].addr);

@@ -176,6 +176,10 @@ struct config {
     struct cidr_cfg *etrn_networks; /* "etrn_networks CIDR...": clients that may use ETRN
                                        without AUTH (besides relay_networks); default none */
     size_t netrn_networks;
+
+    /* ---- queue management (docs/queue.md) ---- */
+    char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
+                                   NULL = <spool>/control */
 };
 
 /* The configuration compiled into the binary (etc/tern.conf). */

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "bounce.h"
+#include "control.h"
 #include "dns.h"
 #include "envelope.h"
 #include "local.h"
@@ -61,6 +62,7 @@ struct qnode {
     bool queued;            /* on the work FIFO */
     bool busy;              /* deliveries in progress: not to be started again */
     unsigned gen;           /* the last rescan that saw the file */
+    enum control_after after; /* tern queue delete/hold asked during a pass: do it after */
     struct qnode *hnext;    /* hash chain */
     struct qnode *wnext;    /* work FIFO */
 };
@@ -71,6 +73,7 @@ struct qmgr {
     struct event *ev_work, *ev_scan, *ev_wake, *ev_inotify, *ev_term, *ev_int, *ev_grace;
     struct dns_resolver *dns;
     struct outbound *ob;
+    struct control_server *control; /* tern queue (control.c) */
     size_t inflight;        /* messages with deliveries in progress */
     int inotify_fd;
     struct qnode **table;
@@ -537,6 +540,10 @@ static void finish_message(struct qmsg *m)
             log_err("cannot save state qid=%s: %s", env->qid, strerror(errno));
         due = next_due(m, warn_pending);
     }
+    if (keep && node->after != CONTROL_AFTER_NONE &&
+        control_after_pass(cfg, env->qid, node->after) == 0)
+        keep = false;
+    node->after = CONTROL_AFTER_NONE;
     close(m->fd);
     node->busy = false;
     if (keep) {
@@ -770,6 +777,47 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(q->base);
 }
 
+/* ---- the control socket's hooks (control.c does the work) ------------------------------ */
+
+static bool ctl_busy(void *arg, const char *qid)
+{
+    struct qnode *n = node_find(arg, qid);
+    return n && n->busy;
+}
+
+static void ctl_retry_now(void *arg, const char *qid)
+{
+    struct qmgr *q = arg;
+    node_get(q, qid)->due = 0;
+    enqueue(q, qid);
+}
+
+static void ctl_forget(void *arg, const char *qid)
+{
+    struct qmgr *q = arg;
+    struct qnode *n = node_find(q, qid);
+    /* One on the work FIFO is dropped when start_message finds its file gone. */
+    if (n && !n->busy && !n->queued)
+        node_delete(q, n);
+}
+
+static void ctl_after_pass(void *arg, const char *qid, enum control_after what)
+{
+    struct qnode *n = node_find(arg, qid);
+    if (n)
+        n->after = what;
+}
+
+static void ctl_rescan(void *arg)
+{
+    struct qmgr *q = arg;
+    for (size_t i = 0; i < q->tsize; i++)
+        for (struct qnode *n = q->table[i]; n; n = n->hnext)
+            if (!n->busy)
+                n->due = 0;
+    rescan(q);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static void inotify_filtered_cb(evutil_socket_t fd, short what, void *arg)
@@ -817,6 +865,7 @@ static int setup_inotify(struct qmgr *q)
 
 static void qmgr_free(struct qmgr *q)
 {
+    control_server_free(q->control);
     if (q->ob)
         outbound_free(q->ob); /* reports unfinished jobs: their messages finish first */
     if (q->dns)
@@ -897,6 +946,12 @@ int qmgr_run(const struct config *cfg)
         qmgr_free(&q);
         return 1;
     }
+    /* Queue management (tern queue); mail is delivered without it. */
+    struct control_hooks hooks = {&q, ctl_busy, ctl_retry_now, ctl_forget, ctl_after_pass,
+                                  ctl_rescan};
+    q.control = control_server_new(cfg, q.base, &hooks, err, sizeof err);
+    if (!q.control)
+        log_err("control socket unavailable, tern queue will not work: %s", err);
     log_info("queue manager started spool=%s", cfg->spool_dir);
     rescan(&q); /* recovery: everything committed before we started */
     int rc = event_base_dispatch(q.base);
