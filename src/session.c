@@ -2,6 +2,9 @@
  * PIPELINING, RFC 3030 CHUNKING/BINARYMIME, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034
  * ENHANCEDSTATUSCODES, RFC 3461 DSN parameters and RFC 4954 AUTH with the PLAIN (RFC 4616),
  * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms).
+ * The rest of the command set (docs/commands.md): ETRN (RFC 1985, asking the queue manager
+ * over its local control socket), RFC 4865 FUTURERELEASE and X-DELIVERY-TIME, SOML and SAML as
+ * MAIL, and honest refusals of TURN, SEND (RFC 821) and X-EXPS.
  *
  * A table maps each verb to a small handler. Handlers check the state they need, change it,
  * and answer with one reply from reply.c. Message content goes straight into a queue file;
