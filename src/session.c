@@ -22,7 +22,6 @@
 #include <openssl/rand.h>
 
 #include "authlock.h"
-#include "control.h"
 #include "data_reader.h"
 #include "envelope.h"
 #include "log.h"
@@ -95,6 +94,10 @@ struct session {
     struct scram_server *scram;     /* during a SCRAM-SHA-256 exchange */
     struct authlock *authlock;      /* the worker's per-address failure counts, or NULL */
     char cram_challenge[128];       /* during CRAM-MD5: "<random.time@host>" */
+
+    /* ETRN (RFC 1985) */
+    bool etrn_waiting;              /* io->control called, session_control_done not yet */
+    char etrn_node[SMTP_DOMAIN_MAX + 2]; /* "example.org" or "@example.org", for the reply */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -1217,18 +1220,6 @@ static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
         reply_line(s, RP_OK, false, "Delivery time is now: delivery starts at once");
 }
 
-/* Ask the queue manager to start delivery for the node, over its control socket (control.h;
- * the worker runs as the mail user, which the socket admits). The request is a local round
- * trip that the queue manager answers from its event loop without disk or network I/O, so
- * the worker waits for it; control_request gives up after its own timeout. */
-static long etrn_flush(struct session *s, const char *request, char *err, size_t errlen)
-{
-    char *answer = NULL;
-    long n = control_request(s->cfg, request, &answer, err, errlen);
-    free(answer);
-    return n;
-}
-
 /* ETRN node (RFC 1985): start delivery of the mail queued for a domain ("@domain": and its
  * subdomains), for authenticated users and clients in etrn_networks or relay_networks. */
 static void cmd_etrn(struct session *s, const char *arg, size_t arglen)
@@ -1258,20 +1249,35 @@ static void cmd_etrn(struct session *s, const char *arg, size_t arglen)
                "use ETRN domain", ea.node);
         return;
     }
-    char request[SMTP_DOMAIN_MAX + 16], err[256];
+    /* The queue manager makes the node's messages due now (FLUSH, control.h); the worker
+     * asks it without blocking (io->control) and the reply waits for its answer. */
+    char request[SMTP_DOMAIN_MAX + 16];
     snprintf(request, sizeof request, "FLUSH @%s%s", ea.kind == ETRN_SUBDOMAINS ? "." : "",
              ea.node);
-    long n = etrn_flush(s, request, err, sizeof err);
-    log_info("etrn client=[%s] node=%s%s result=%ld%s%s", s->peer, mark, ea.node, n,
+    snprintf(s->etrn_node, sizeof s->etrn_node, "%s%s", mark, ea.node);
+    if (!s->io.control) {
+        session_control_done(s, -1, "ETRN is not available in this process");
+        return;
+    }
+    s->etrn_waiting = true;
+    s->io.control(s->io.ctx, request);
+}
+
+void session_control_done(struct session *s, long n, const char *err)
+{
+    s->etrn_waiting = false;
+    if (s->state == ST_CLOSED)
+        return;
+    log_info("etrn client=[%s] node=%s result=%ld%s%s", s->peer, s->etrn_node, n,
              n < 0 ? " error=" : "", n < 0 ? err : "");
     if (n < 0)
-        replyf(s, RP_ETRN_UNABLE, "Unable to queue messages for node %s%s: %s", mark, ea.node,
+        replyf(s, RP_ETRN_UNABLE, "Unable to queue messages for node %s: %s", s->etrn_node,
                err);
     else if (n == 0)
-        replyf(s, RP_ETRN_NONE, "OK, no messages waiting for node %s%s", mark, ea.node);
+        replyf(s, RP_ETRN_NONE, "OK, no messages waiting for node %s", s->etrn_node);
     else
-        replyf(s, RP_ETRN_PENDING, "OK, %ld pending message%s for node %s%s started", n,
-               n == 1 ? "" : "s", mark, ea.node);
+        replyf(s, RP_ETRN_PENDING, "OK, %ld pending message%s for node %s started", n,
+               n == 1 ? "" : "s", s->etrn_node);
 }
 
 /* Commands of RFC 821/5321 and common extensions that tern does not (yet) do: an honest 502. */
@@ -1515,6 +1521,8 @@ enum session_mode session_mode(const struct session *s)
         return MODE_CLOSE;
     if (s->state == ST_STARTTLS)
         return MODE_STARTTLS;
+    if (s->etrn_waiting)
+        return MODE_WAIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

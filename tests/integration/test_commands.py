@@ -248,8 +248,11 @@ def _(srv):
         c.ehlo()
         c.cmd("ETRN", 501, "5.5.4")
         c.cmd("ETRN #outbound", 459, "4.7.1")
-        r = c.cmd("ETRN nothing-queued.test", 251, "2.0.0")
+        # sent together: the NOOP waits for ETRN's answer from the queue manager
+        c.send("ETRN nothing-queued.test\r\nNOOP\r\n")
+        r = c.expect(c.read(), 251, "2.0.0")
         check("no messages waiting" in r.text, "ETRN without mail: %r" % r.text)
+        c.expect(c.read(), 250, "2.0.0")
         r = c.cmd("ETRN etrn.test", 253, "2.0.0")
         check("1 pending message" in r.text, "ETRN: %r" % r.text)
 
