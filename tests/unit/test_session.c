@@ -771,6 +771,64 @@ static void test_etrn(void **state)
     config_free(&c);
 }
 
+/* What the I/O layer was asked to send to the queue manager (io->control). */
+static char control_request_seen[300];
+
+static void record_control(void *ctx, const char *request)
+{
+    (void)ctx;
+    str_copy(control_request_seen, sizeof control_request_seen, request);
+}
+
+/* ETRN waits for the queue manager's answer (MODE_WAIT), then replies as RFC 1985 says. */
+static void test_etrn_answers(void **state)
+{
+    (void)state;
+    struct config c;
+    char text[512], err[256];
+    snprintf(text, sizeof text, "listen 127.0.0.1:2525\nlocal_domain example.test\nspool %s\n"
+             "etrn_networks 192.0.2.0/24\n", spool);
+    if (config_parse(&c, "etrn", text, strlen(text), err, sizeof err) != 0)
+        fail_msg("config: %s", err);
+    struct session_io io = {.write = capture, .ctx = NULL, .control = record_control};
+    struct session *s = session_new(&c, &c.listen[0], "192.0.2.5", &io);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    const struct {
+        const char *line, *request;
+        long n;
+        const char *reply;
+    } cases[] = {
+        {"ETRN Example.ORG", "FLUSH @example.org", 1,
+         "253 2.0.0 OK, 1 pending message for node example.org started\r\n"},
+        {"ETRN @example.org", "FLUSH @.example.org", 4,
+         "253 2.0.0 OK, 4 pending messages for node @example.org started\r\n"},
+        {"ETRN example.net", "FLUSH @example.net", 0,
+         "251 2.0.0 OK, no messages waiting for node example.net\r\n"},
+        {"ETRN example.net", "FLUSH @example.net", -1,
+         "458 4.3.0 Unable to queue messages for node example.net: busy\r\n"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        control_request_seen[0] = '\0';
+        assert_string_equal(cmd(s, cases[i].line), ""); /* no reply before the answer */
+        assert_string_equal(control_request_seen, cases[i].request);
+        assert_int_equal(session_mode(s), MODE_WAIT);
+        outlen = 0;
+        session_control_done(s, cases[i].n, "busy");
+        assert_string_equal(out, cases[i].reply);
+        assert_int_equal(session_mode(s), MODE_LINE);
+    }
+    /* the connection closed while waiting: nothing is written */
+    cmd(s, "ETRN example.org");
+    session_abort(s);
+    outlen = 0;
+    out[0] = '\0';
+    session_control_done(s, 2, NULL);
+    assert_string_equal(out, "");
+    session_free(s);
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -793,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_help_lists_commands),
         cmocka_unit_test(test_future_release),
         cmocka_unit_test(test_etrn),
+        cmocka_unit_test(test_etrn_answers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
