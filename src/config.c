@@ -722,10 +722,11 @@ static int kw_transport(struct parser *p, const struct keyword *kw, char **argv,
     return 0;
 }
 
-/* relay_networks CIDR...: "127.0.0.0/8", "::1/128", or an address alone (a /32 or /128). */
-static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+/* A list of networks (relay_networks, etrn_networks): "127.0.0.0/8", "::1/128", or an address
+ * alone (a /32 or /128), appended to *v. */
+static int add_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc,
+                        struct cidr_cfg **v, size_t *n)
 {
-    struct config *cfg = p->cfg;
     if (argc == 0)
         return perr(p, "%s: missing value (expected networks such as 192.0.2.0/24 ::1/128)",
                     kw->name);
@@ -751,11 +752,21 @@ static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **
         c.prefix = (unsigned)pl;
         for (unsigned bit = c.prefix; bit < max; bit++) /* host bits are not part of it */
             c.addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-        cfg->relay_networks = xrealloc(cfg->relay_networks,
-                                       (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
-        cfg->relay_networks[cfg->nrelay_networks++] = c;
+        *v = xrealloc(*v, (*n + 1) * sizeof **v);
+        (*v)[(*n)++] = c;
     }
     return 0;
+}
+
+static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    return add_networks(p, kw, argv, argc, &p->cfg->relay_networks, &p->cfg->nrelay_networks);
+}
+
+/* etrn_networks CIDR...: clients that may use ETRN without AUTH (RFC 1985). */
+static int kw_etrn_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    return add_networks(p, kw, argv, argc, &p->cfg->etrn_networks, &p->cfg->netrn_networks);
 }
 
 /* resolver IP[:PORT] */
@@ -873,6 +884,8 @@ static const struct keyword keywords[] = {
     {"sender_login", kw_sender_login, 0, 0, 0, true},
     {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
+    {"future_release_max", kw_duration, F(future_release_max), 0, 365 * DAY, false},
+    {"etrn_networks", kw_etrn_networks, 0, 0, 0, true},
     {"control_socket", kw_path, F(control_socket), 0, 0, false},
 };
 
@@ -1108,6 +1121,7 @@ static void set_defaults(struct config *cfg)
     cfg->outbound_idle = 5;
     cfg->auth_max_failures = 10;
     cfg->auth_lockout = 900;
+    cfg->future_release_max = 7 * 86400;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1221,6 +1235,7 @@ void config_free(struct config *cfg)
         dest_free(&cfg->transports[i]);
     free(cfg->transports);
     free(cfg->relay_networks);
+    free(cfg->etrn_networks);
     free(cfg->resolver);
     free(cfg->retry_schedule);
     free(cfg->users_file);
@@ -1321,7 +1336,8 @@ bool config_maildir_path(const struct config *cfg, const char *local, const char
     return true;
 }
 
-bool config_relay_allowed(const struct config *cfg, const char *addr)
+/* Is the client address (numeric text) inside one of the n networks? */
+static bool in_networks(const struct cidr_cfg *nets, size_t n, const char *addr)
 {
     unsigned char a[16];
     int family;
@@ -1340,8 +1356,8 @@ bool config_relay_allowed(const struct config *cfg, const char *addr)
     } else {
         return false;
     }
-    for (size_t i = 0; i < cfg->nrelay_networks; i++) {
-        const struct cidr_cfg *c = &cfg->relay_networks[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct cidr_cfg *c = &nets[i];
         if (c->family != family)
             continue;
         unsigned full = c->prefix / 8, rest = c->prefix % 8;
@@ -1352,6 +1368,17 @@ bool config_relay_allowed(const struct config *cfg, const char *addr)
         return true;
     }
     return false;
+}
+
+bool config_relay_allowed(const struct config *cfg, const char *addr)
+{
+    return in_networks(cfg->relay_networks, cfg->nrelay_networks, addr);
+}
+
+bool config_etrn_allowed(const struct config *cfg, const char *addr)
+{
+    return in_networks(cfg->etrn_networks, cfg->netrn_networks, addr) ||
+           in_networks(cfg->relay_networks, cfg->nrelay_networks, addr);
 }
 
 bool config_sender_owned(const struct config *cfg, const char *user, const char *sender)

@@ -169,6 +169,14 @@ struct config {
     int auth_lockout;           /* seconds locked out (and the window failures count in);
                                    default 15 min */
 
+    /* ---- the rest of the command set (docs/commands.md) ---- */
+    int future_release_max;     /* "future_release_max 7d": the longest hold a client may ask
+                                   for with HOLDFOR/HOLDUNTIL or X-DELIVERY-TIME (RFC 4865);
+                                   0 = not offered; default 7 days */
+    struct cidr_cfg *etrn_networks; /* "etrn_networks CIDR...": clients that may use ETRN
+                                       without AUTH (besides relay_networks); default none */
+    size_t netrn_networks;
+
     /* ---- queue management (docs/queue.md) ---- */
     char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
                                    NULL = <spool>/control */
@@ -191,6 +199,8 @@ bool config_has_mailbox(const struct config *cfg, const char *local, const char 
 /* May a client at this address (numeric IPv4/IPv6 text, "::ffff:a.b.c.d" counts as IPv4)
  * relay to any domain? True if it is inside one of relay_networks. */
 bool config_relay_allowed(const struct config *cfg, const char *addr);
+/* May a client at this address use ETRN without AUTH? In etrn_networks or relay_networks. */
+bool config_etrn_allowed(const struct config *cfg, const char *addr);
 /* May the authenticated user send with this envelope sender? Their login name when it is an
  * address, login@each local domain when it is not, and their sender_login entries;
  * comparisons ignore case. */

@@ -426,6 +426,13 @@ static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
     free(texts);
 }
 
+/* Where the queue lifetime and the delay warning count from: the arrival, or the release
+ * time of a message held for future release (RFC 4865), which was not waiting before. */
+static time_t queue_start(const struct envelope *env)
+{
+    return env->hold_until > env->arrival ? env->hold_until : env->arrival;
+}
+
 /* When is the message next worth a look: the earliest retry, the lifetime's end, and the
  * delay warning if one is still to come. */
 static time_t next_due(const struct qmsg *m, bool warn_pending)
@@ -438,12 +445,12 @@ static time_t next_due(const struct qmsg *m, bool warn_pending)
             next = r->next_try;
     }
     if (cfg->queue_lifetime > 0) {
-        time_t expiry = m->env.arrival + (time_t)cfg->queue_lifetime + 1;
+        time_t expiry = queue_start(&m->env) + (time_t)cfg->queue_lifetime + 1;
         if (next == 0 || expiry < next)
             next = expiry;
     }
     if (warn_pending) {
-        time_t w = m->env.arrival + (time_t)cfg->delay_warning;
+        time_t w = queue_start(&m->env) + (time_t)cfg->delay_warning;
         if (next == 0 || w < next)
             next = w;
     }
@@ -498,7 +505,7 @@ static void finish_message(struct qmsg *m)
                 act[k++] = DSN_ACTION_DELAYED;
             }
         }
-        if (k > 0 && m->now >= env->arrival + (time_t)cfg->delay_warning) {
+        if (k > 0 && m->now >= queue_start(env) + (time_t)cfg->delay_warning) {
             for (size_t j = 0; j < k; j++)
                 if (!m->notes[idx[j]].esc[0])
                     esc_of(env->rcpts[idx[j]].last_reply ? env->rcpts[idx[j]].last_reply : "",
@@ -570,6 +577,21 @@ static void expire_rcpt(struct qmsg *m, size_t i)
     set_result(m, i, RCPT_FAILED, reason, "none");
 }
 
+/* Future release (RFC 4865, X-DELIVERY-TIME): a message held until a later time is not
+ * delivered before then; the wake-up timer brings it back at that time. */
+static bool release_later(struct qmgr *q, struct qnode *node, struct envelope *env, int fd)
+{
+    time_t now = time(NULL);
+    if (env->hold_until <= now)
+        return false;
+    log_debug("held qid=%s release_in=%llds", env->qid, (long long)(env->hold_until - now));
+    node->due = env->hold_until;
+    arm_wake(q, node->due);
+    close(fd);
+    envelope_free(env);
+    return true;
+}
+
 /* Start a pass over one message: local recipients now, remote ones as jobs. */
 static void start_message(struct qmgr *q, struct qnode *node)
 {
@@ -593,6 +615,10 @@ static void start_message(struct qmgr *q, struct qnode *node)
         arm_wake(q, node->due);
         return;
     }
+    if (release_later(q, node, &m->env, m->fd)) {
+        free(m);
+        return;
+    }
     struct stat st;
     m->size = fstat(m->fd, &st) == 0 && st.st_size > m->off ? st.st_size - m->off : 0;
     m->now = time(NULL);
@@ -605,7 +631,7 @@ static void start_message(struct qmgr *q, struct qnode *node)
     q->inflight++;
 
     bool expired = cfg->queue_lifetime > 0 &&
-                   m->now - env->arrival > (time_t)cfg->queue_lifetime;
+                   m->now - queue_start(env) > (time_t)cfg->queue_lifetime;
     size_t nremote = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
         struct envelope_rcpt *r = &env->rcpts[i];

@@ -26,6 +26,7 @@
 #include <openssl/err.h>
 
 #include "authlock.h"
+#include "control_async.h"
 #include "log.h"
 #include "reply.h"
 #include "session.h"
@@ -72,6 +73,7 @@ struct conn {
     struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
+    struct control_async *ctl;    /* ETRN: a request to the queue manager in progress */
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -130,6 +132,7 @@ static void conn_free(struct conn *c)
         event_free(c->pause_ev);
     if (c->held)
         evbuffer_free(c->held);
+    control_async_cancel(c->ctl);
     session_free(c->session);
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
@@ -185,6 +188,29 @@ static void session_pause(void *ctx, unsigned ms)
         return; /* no timer: no delay, the rest still works */
     c->paused = true;
     bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ETRN (RFC 1985): the session asks the queue manager over its control socket; input waits
+ * (MODE_WAIT) until the answer, so the worker's other sessions never do. */
+#define CONTROL_WAIT 30 /* seconds before ETRN answers 458 without the queue manager's answer */
+
+static void control_answered(void *arg, long n, const char *err)
+{
+    struct conn *c = arg;
+    c->ctl = NULL;
+    session_control_done(c->session, n, err);
+    if (!c->closing && !c->handshaking && !c->paused)
+        process_input(c, bufferevent_get_input(c->bev));
+}
+
+static void session_control(void *ctx, const char *request)
+{
+    struct conn *c = ctx;
+    char err[256];
+    c->ctl = control_async_start(c->w->base, c->w->cfg, request, CONTROL_WAIT, control_answered,
+                                 c, err, sizeof err);
+    if (!c->ctl)
+        session_control_done(c->session, -1, err);
 }
 
 static void set_timeout(struct conn *c)
@@ -326,7 +352,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
 {
     for (;;) {
         enum session_mode mode = session_mode(c->session);
-        if (mode == MODE_CLOSE || mode == MODE_STARTTLS || c->paused)
+        if (mode == MODE_CLOSE || mode == MODE_STARTTLS || mode == MODE_WAIT || c->paused)
             break;
         size_t have = evbuffer_get_length(in);
         if (have == 0)
@@ -510,7 +536,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     } else if (c) {
         bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
-    struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause};
+    struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause,
+                            .control = session_control};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
     if (s) {
         session_set_users(s, w->users);

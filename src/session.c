@@ -2,6 +2,9 @@
  * PIPELINING, RFC 3030 CHUNKING/BINARYMIME, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034
  * ENHANCEDSTATUSCODES, RFC 3461 DSN parameters and RFC 4954 AUTH with the PLAIN (RFC 4616),
  * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms).
+ * The rest of the command set (docs/commands.md): ETRN (RFC 1985, asking the queue manager
+ * over its local control socket), RFC 4865 FUTURERELEASE and X-DELIVERY-TIME, SOML and SAML as
+ * MAIL, and honest refusals of TURN, SEND (RFC 821) and X-EXPS.
  *
  * A table maps each verb to a small handler. Handlers check the state they need, change it,
  * and answer with one reply from reply.c. Message content goes straight into a queue file;
@@ -91,6 +94,10 @@ struct session {
     struct scram_server *scram;     /* during a SCRAM-SHA-256 exchange */
     struct authlock *authlock;      /* the worker's per-address failure counts, or NULL */
     char cram_challenge[128];       /* during CRAM-MD5: "<random.time@host>" */
+
+    /* ETRN (RFC 1985) */
+    bool etrn_waiting;              /* io->control called, session_control_done not yet */
+    char etrn_node[SMTP_DOMAIN_MAX + 2]; /* "example.org" or "@example.org", for the reply */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -251,6 +258,8 @@ static void message_finish(struct session *s, unsigned flags)
     log_info("queued qid=%s client=[%s] helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s",
              s->env.qid, s->peer, s->helo, s->env.sender, s->msg_size, s->env.nrcpts,
              protocol(s));
+    if (s->env.hold_until > 0)
+        log_info("held qid=%s until=%lld", s->env.qid, (long long)s->env.hold_until);
     replyf(s, RP_QUEUED, "Ok: queued as %s", s->env.qid);
     transaction_reset(s);
 }
@@ -337,23 +346,27 @@ static const char *auth_mechanisms(const struct session *s, char *buf, size_t ca
     return buf;
 }
 
+static void future_release_keyword(const struct session *s, char *buf, size_t cap);
+
 static void cmd_ehlo(struct session *s, const char *arg, size_t arglen)
 {
     if (!helo_common(s, arg, arglen, "EHLO"))
         return;
     s->esmtp = true;
-    char line[SMTP_REPLY_MAX], auth[80], mechs[64];
+    char line[SMTP_REPLY_MAX], auth[80], mechs[64], future[80];
     snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     reply_line(s, RP_HELO, true, line);
     snprintf(line, sizeof line, "SIZE %zu", s->cfg->max_message_size);
     const char *m = auth_mechanisms(s, mechs, sizeof mechs);
     snprintf(auth, sizeof auth, "AUTH %s", m);
+    future_release_keyword(s, future, sizeof future);
     const char *ext[] = {"PIPELINING", line, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", auth, "HELP"};
+                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", auth, "ETRN", future,
+                         "HELP"};
     for (size_t i = 0; i < ARRAY_LEN(ext); i++) {
         if (strcmp(ext[i], "STARTTLS") == 0 && !starttls_offered(s))
             continue; /* and never again once TLS is active (RFC 3207 4.2) */
-        if (ext[i] == auth && m[0] == '\0')
+        if ((ext[i] == auth && m[0] == '\0') || ext[i][0] == '\0')
             continue;
         reply_line(s, RP_HELO, i + 1 < ARRAY_LEN(ext), ext[i]);
     }
@@ -399,6 +412,11 @@ static void param_error(struct session *s, enum parse_result r, const char *keyw
     }
 }
 
+static bool hold_check(struct session *s, long long until, const char *what, time_t *out);
+
+/* MAIL FROM, and SOML / SAML FROM (RFC 821 4.1.1): "send or mail" / "send and mail" deliver to
+ * the terminal if the user is there and (or else) to the mailbox. tern has no terminals, so
+ * both are exactly MAIL: the mailbox is where the message goes. */
 static void cmd_mail(struct session *s, const char *arg, size_t arglen)
 {
     if (s->state == ST_CONNECTED) {
@@ -448,6 +466,11 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
                mp.size, s->cfg->max_message_size);
         return;
     }
+    time_t hold_until = 0;
+    if (mp.hold != HOLD_NONE &&
+        !hold_check(s, mp.hold == HOLD_FOR ? (long long)time(NULL) + mp.hold_for : mp.hold_until,
+                    mp.hold == HOLD_FOR ? "HOLDFOR" : "HOLDUNTIL", &hold_until))
+        return;
     if (s->authenticated && s->cfg->sender_login_match &&
         !config_sender_owned(s->cfg, s->auth_user, path.addr)) {
         log_info("reject client=[%s] user=%s from=<%s> reason=sender-login-mismatch", s->peer,
@@ -463,6 +486,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
     s->env.smtputf8 = mp.smtputf8;
     s->env.ret = mp.ret;
     envelope_set(&s->env.envid, mp.envid);
+    s->env.hold_until = hold_until;
     s->state = ST_MAIL;
     replyf(s, RP_MAIL_OK, "Sender <%s> ok", path.addr);
 }
@@ -1098,6 +1122,164 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
     }
 }
 
+/* ---- the rest of the command set (docs/commands.md) ------------------------------------ */
+
+/* TURN (RFC 821 4.1.1) would hand this server's mail for any domain to whoever asks: refused,
+ * as RFC 2821 4.1.1 says; ATRN (RFC 2645) is the authenticated replacement. */
+static void cmd_turn(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_TURN_REFUSED, NULL);
+}
+
+/* SEND (RFC 821 4.1.1) delivers to a user's terminal only; tern has no terminals. */
+static void cmd_send(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_SEND_NOT_IMPL, NULL);
+}
+
+/* X-EXPS: Microsoft Exchange's server-to-server authentication (GSSAPI/NTLM). */
+static void cmd_xexps(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_XEXPS_NOT_IMPL, NULL);
+}
+
+/* The FUTURERELEASE EHLO keyword (RFC 4865 3): the longest hold in seconds, and the latest
+ * release time that allows; "" when not offered. */
+static void future_release_keyword(const struct session *s, char *buf, size_t cap)
+{
+    char latest[32];
+    long long max = s->cfg->future_release_max;
+    buf[0] = '\0';
+    if (max > 0 && smtp_format_rfc3339((long long)time(NULL) + max, latest, sizeof latest))
+        snprintf(buf, cap, "FUTURERELEASE %lld %s", max, latest);
+}
+
+/* A requested release time (HOLDFOR, HOLDUNTIL, X-DELIVERY-TIME): allowed for this client
+ * and within future_release_max (RFC 4865 4: 554 5.3.4 beyond it)? *out is the hold, 0 when
+ * the time has already come. Answers the refusal itself and returns false. */
+static bool hold_check(struct session *s, long long until, const char *what, time_t *out)
+{
+    char text[160];
+    long long now = (long long)time(NULL), max = s->cfg->future_release_max;
+    if (max <= 0) {
+        snprintf(text, sizeof text, "%s: future release is not enabled here", what);
+        error_reply(s, RP_PARAM_UNKNOWN, text);
+        return false;
+    }
+    if (!s->authenticated && !config_relay_allowed(s->cfg, s->peer)) {
+        log_info("reject client=[%s] %s reason=hold-not-allowed", s->peer, what);
+        error_reply(s, RP_HOLD_DENIED, NULL);
+        return false;
+    }
+    if (until - now > max) {
+        snprintf(text, sizeof text, "%s: release in %lld s is beyond the maximum of %lld s "
+                 "(RFC 4865)", what, until - now, max);
+        error_reply(s, RP_HOLD_TOO_LONG, text);
+        return false;
+    }
+    *out = until > now ? (time_t)until : 0;
+    return true;
+}
+
+/* X-DELIVERY-TIME [time]: the command form of a future release, for the transaction begun
+ * by MAIL (the same hold as HOLDUNTIL); without an argument it tells the time set. */
+static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
+{
+    if (s->state != ST_MAIL && s->state != ST_RCPT) {
+        error_reply(s, RP_BAD_SEQUENCE, s->state == ST_CONNECTED ? "Send HELO or EHLO first"
+                                                                 : "X-DELIVERY-TIME needs a "
+                                                                   "transaction: send MAIL first");
+        return;
+    }
+    char when[32];
+    if (!has_arg(arglen, arg)) {
+        if (s->env.hold_until > 0 && smtp_format_rfc3339(s->env.hold_until, when, sizeof when))
+            replyf(s, RP_OK, "Delivery time %s (%lld s from now)", when,
+                   (long long)(s->env.hold_until - time(NULL)));
+        else
+            reply_line(s, RP_OK, false, "No delivery time set: delivery starts at once");
+        return;
+    }
+    while (arglen > 0 && (arg[arglen - 1] == ' ' || arg[arglen - 1] == '\t'))
+        arglen--;
+    long long until;
+    time_t hold;
+    if (smtp_parse_delivery_time(arg, arglen, (long long)time(NULL), &until) != PARSE_OK) {
+        error_reply(s, RP_SYNTAX, "Syntax: X-DELIVERY-TIME [YYYY-MM-DDTHH:MM:SSZ | +seconds]");
+        return;
+    }
+    if (!hold_check(s, until, "X-DELIVERY-TIME", &hold))
+        return;
+    s->env.hold_until = hold;
+    if (hold > 0 && smtp_format_rfc3339(hold, when, sizeof when))
+        replyf(s, RP_OK, "Delivery time set to %s", when);
+    else
+        reply_line(s, RP_OK, false, "Delivery time is now: delivery starts at once");
+}
+
+/* ETRN node (RFC 1985): start delivery of the mail queued for a domain ("@domain": and its
+ * subdomains), for authenticated users and clients in etrn_networks or relay_networks. */
+static void cmd_etrn(struct session *s, const char *arg, size_t arglen)
+{
+    if (s->state == ST_CONNECTED) {
+        error_reply(s, RP_BAD_SEQUENCE, "Send HELO or EHLO first");
+        return;
+    }
+    if (s->state != ST_READY) {
+        error_reply(s, RP_BAD_SEQUENCE, "ETRN is not allowed in a mail transaction (RSET first)");
+        return;
+    }
+    struct etrn_arg ea;
+    if (smtp_parse_etrn(arg, arglen, &ea) != PARSE_OK) {
+        error_reply(s, RP_SYNTAX, "Syntax: ETRN domain | @domain | #queue (RFC 1985)");
+        return;
+    }
+    const char *mark = ea.kind == ETRN_SUBDOMAINS ? "@" : ea.kind == ETRN_QUEUE ? "#" : "";
+    if (!s->authenticated && !config_etrn_allowed(s->cfg, s->peer)) {
+        log_info("reject client=[%s] etrn=%s%s reason=not-allowed", s->peer, mark, ea.node);
+        replyf(s, RP_ETRN_DENIED, "Node %s%s not allowed: ETRN is for authenticated users and "
+               "clients in etrn_networks", mark, ea.node);
+        return;
+    }
+    if (ea.kind == ETRN_QUEUE) {
+        replyf(s, RP_ETRN_DENIED, "Node #%s not allowed: tern has no named queues; "
+               "use ETRN domain", ea.node);
+        return;
+    }
+    /* The queue manager makes the node's messages due now (FLUSH, control.h); the worker
+     * asks it without blocking (io->control) and the reply waits for its answer. */
+    char request[SMTP_DOMAIN_MAX + 16];
+    snprintf(request, sizeof request, "FLUSH @%s%s", ea.kind == ETRN_SUBDOMAINS ? "." : "",
+             ea.node);
+    snprintf(s->etrn_node, sizeof s->etrn_node, "%s%s", mark, ea.node);
+    if (!s->io.control) {
+        session_control_done(s, -1, "ETRN is not available in this process");
+        return;
+    }
+    s->etrn_waiting = true;
+    s->io.control(s->io.ctx, request);
+}
+
+void session_control_done(struct session *s, long n, const char *err)
+{
+    s->etrn_waiting = false;
+    if (s->state == ST_CLOSED)
+        return;
+    log_info("etrn client=[%s] node=%s result=%ld%s%s", s->peer, s->etrn_node, n,
+             n < 0 ? " error=" : "", n < 0 ? err : "");
+    if (n < 0)
+        replyf(s, RP_ETRN_UNABLE, "Unable to queue messages for node %s: %s", s->etrn_node,
+               err);
+    else if (n == 0)
+        replyf(s, RP_ETRN_NONE, "OK, no messages waiting for node %s", s->etrn_node);
+    else
+        replyf(s, RP_ETRN_PENDING, "OK, %ld pending message%s for node %s started", n,
+               n == 1 ? "" : "s", s->etrn_node);
+}
+
 /* Commands of RFC 821/5321 and common extensions that tern does not (yet) do: an honest 502. */
 static void cmd_not_implemented(struct session *s, const char *arg, size_t arglen)
 {
@@ -1113,7 +1295,7 @@ static const struct command {
     {"EHLO", cmd_ehlo, "EHLO domain-or-address-literal"},
     {"HELO", cmd_helo, "HELO domain-or-address-literal"},
     {"MAIL", cmd_mail, "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8] "
-                       "[RET=FULL|HDRS] [ENVID=xtext]"},
+                       "[RET=FULL|HDRS] [ENVID=xtext] [HOLDFOR=seconds|HOLDUNTIL=date-time]"},
     {"RCPT", cmd_rcpt, "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;xtext]"},
     {"DATA", cmd_data, "DATA, then the message, ending with a line holding a single dot"},
     {"BDAT", cmd_bdat, "BDAT chunk-size [LAST], then exactly chunk-size octets"},
@@ -1125,12 +1307,15 @@ static const struct command {
     {"EXPN", cmd_expn, "EXPN mailing-list"},
     {"STARTTLS", cmd_starttls, "STARTTLS (then the TLS handshake; EHLO again afterwards)"},
     {"AUTH", cmd_auth, "AUTH mechanism [initial-response] (RFC 4954; after EHLO)"},
-    {"ETRN", cmd_not_implemented, NULL},
+    {"ETRN", cmd_etrn, "ETRN domain | @domain (and subdomains) (RFC 1985; AUTH or etrn_networks)"},
     {"ATRN", cmd_not_implemented, NULL},
-    {"TURN", cmd_not_implemented, NULL},
-    {"SEND", cmd_not_implemented, NULL},
-    {"SOML", cmd_not_implemented, NULL},
-    {"SAML", cmd_not_implemented, NULL},
+    {"TURN", cmd_turn, "TURN: refused (RFC 2821 4.1.1: unsafe); use AUTH, then ATRN"},
+    {"SEND", cmd_send, "SEND FROM:<address>: refused (no terminals here); use MAIL, SOML or SAML"},
+    {"SOML", cmd_mail, "SOML FROM:<address> [parameters]: like MAIL (delivered to the mailbox)"},
+    {"SAML", cmd_mail, "SAML FROM:<address> [parameters]: like MAIL (delivered to the mailbox)"},
+    {"X-DELIVERY-TIME", cmd_xdelivery, "X-DELIVERY-TIME [YYYY-MM-DDTHH:MM:SSZ | +seconds] "
+                                       "(after MAIL; no argument: show it)"},
+    {"X-EXPS", cmd_xexps, "X-EXPS: refused (Exchange authentication); use AUTH"},
 };
 
 static void cmd_help(struct session *s, const char *arg, size_t arglen)
@@ -1148,13 +1333,16 @@ static void cmd_help(struct session *s, const char *arg, size_t arglen)
         reply_line(s, RP_PARAM_NOT_IMPL, false, "No help for that topic; try HELP");
         return;
     }
-    reply_line(s, RP_HELP, true, "tern: commands supported (HELP command for its syntax):");
-    char line[128] = "";
+    reply_line(s, RP_HELP, true, "tern: commands understood (HELP command for its syntax):");
+    char line[SMTP_REPLY_MAX - 16] = "";
+    size_t used = 0;
     for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
         if (!commands[i].syntax)
             continue;
-        strcat(line, " ");
-        strcat(line, commands[i].verb);
+        int n = snprintf(line + used, sizeof line - used, " %s", commands[i].verb);
+        if (n < 0 || (size_t)n >= sizeof line - used)
+            break; /* cannot happen with this table; never overflow if it grows */
+        used += (size_t)n;
     }
     reply_line(s, RP_HELP, true, line + 1);
     reply_line(s, RP_HELP, false, "End of HELP info");
@@ -1333,6 +1521,8 @@ enum session_mode session_mode(const struct session *s)
         return MODE_CLOSE;
     if (s->state == ST_STARTTLS)
         return MODE_STARTTLS;
+    if (s->etrn_waiting)
+        return MODE_WAIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

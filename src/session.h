@@ -16,6 +16,7 @@ enum session_mode {
     MODE_DATA,   /* inside DATA: dot-stuffed text until <CRLF>.<CRLF> */
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
+    MODE_WAIT,   /* waiting for the queue manager (ETRN): keep input until session_control_done */
     MODE_CLOSE,  /* the session is over: flush output and close */
 };
 
@@ -25,6 +26,9 @@ struct session_io {
     /* Optional (NULL: no delay). Hold back the output written so far and stop reading input
      * for ms milliseconds: the growing delay after a failed AUTH (RFC 4954 15). */
     void (*pause)(void *ctx, unsigned ms);
+    /* Optional (NULL: ETRN answers 458). Send one request line to the queue manager's control
+     * socket (control.h) and call session_control_done with the result, later or at once. */
+    void (*control)(void *ctx, const char *request);
 };
 
 struct users;
@@ -61,6 +65,8 @@ void session_line_too_long(struct session *s);
 /* DATA or BDAT octets. Returns how many were consumed; the rest (after end of data, or after
  * the chunk) is for session_line again. */
 size_t session_data(struct session *s, const char *buf, size_t len);
+/* The answer to io->control: n from "OK <n>", or -1 and why. */
+void session_control_done(struct session *s, long n, const char *err);
 /* The client was idle too long (421 4.4.2), or the server is stopping (421 4.3.2). */
 void session_timeout(struct session *s);
 void session_shutdown(struct session *s);
