@@ -59,6 +59,11 @@ enum reply_id {
     RP_AUTH_TEMPFAIL,     /* 454 4.7.0 */
     RP_AUTH_LOCKED,       /* 454 4.7.0 */
     RP_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+    RP_ATRN_OK,           /* 250 2.0.0 (RFC 2645: the roles turn) */
+    RP_ATRN_REFUSED,      /* 450 4.7.1 */
+    RP_ATRN_TEMPFAIL,     /* 451 4.3.0 */
+    RP_ATRN_NO_MAIL,      /* 453 4.0.0 */
+    RP_ODMR_ONLY,         /* 502 5.5.1 on the ODMR port */
     RP__COUNT
 };
 

@@ -17,6 +17,9 @@ enum session_mode {
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
     MODE_CLOSE,  /* the session is over: flush output and close */
+    MODE_WAIT,   /* ATRN asked the queue manager: read no input until session_atrn_result */
+    MODE_RELAY,  /* after "250" to ATRN the roles turned (RFC 2645): the connection now carries
+                    the queue manager's SMTP client; relay bytes, the session is done */
 };
 
 struct session_io {
@@ -25,6 +28,9 @@ struct session_io {
     /* Optional (NULL: no delay). Hold back the output written so far and stop reading input
      * for ms milliseconds: the growing delay after a failed AUTH (RFC 4954 15). */
     void (*pause)(void *ctx, unsigned ms);
+    /* Optional (NULL: ATRN answers 451). Ask the queue manager for the held mail of these
+     * domains (comma-separated, RFC 2645); the I/O layer answers with session_atrn_result. */
+    void (*atrn)(void *ctx, const char *domains);
 };
 
 struct users;
@@ -48,6 +54,10 @@ struct authlock;
 void session_set_authlock(struct session *s, struct authlock *t);
 /* The user name after a successful AUTH, or NULL. */
 const char *session_auth_user(const struct session *s);
+
+/* The queue manager's answer to io->atrn: messages waiting (>0: 250 and the roles turn,
+ * MODE_RELAY; 0: 453), or -1 with why (451). */
+void session_atrn_result(struct session *s, long messages, const char *why);
 
 /* Send the greeting. */
 void session_start(struct session *s);
