@@ -899,6 +899,7 @@ static const struct keyword keywords[] = {
     {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
     {"odmr_domain", kw_odmr_domain, 0, 0, 0, true},
+    {"control_socket", kw_path, F(control_socket), 0, 0, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1257,6 +1258,7 @@ void config_free(struct config *cfg)
     free(cfg->resolver);
     free(cfg->retry_schedule);
     free(cfg->users_file);
+    free(cfg->control_socket);
     for (size_t i = 0; i < cfg->nsender_logins; i++) {
         free(cfg->sender_logins[i].user);
         free(cfg->sender_logins[i].addr);

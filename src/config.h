@@ -181,6 +181,9 @@ struct config {
     /* ---- On-Demand Mail Relay (RFC 2645, docs/odmr.md) ---- */
     struct odmr_domain_cfg *odmr_domains; /* "odmr_domain DOMAIN USER...": held for ATRN */
     size_t nodmr_domains;
+    /* ---- queue management (docs/queue.md) ---- */
+    char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
+                                   NULL = <spool>/control */
 };
 
 /* The configuration compiled into the binary (etc/tern.conf). */

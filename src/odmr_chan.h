@@ -1,11 +1,11 @@
-/* odmr_chan.h - the channel that hands an ATRN connection from an SMTP worker to the queue
- * manager (RFC 2645 On-Demand Mail Relay).
+/* odmr_chan.h - the worker's side of handing an ATRN connection to the queue manager (RFC
+ * 2645 On-Demand Mail Relay), over the control socket (control.h).
  *
- * The queue manager listens on the Unix socket <spool_dir>/odmr (mode 0660, the mail user's).
- * A worker that answered nothing yet to a valid ATRN connects, sends one line
- * "ATRN domain[,domain...]\n" with one end of a socketpair attached (SCM_RIGHTS), and reads
- * the answer in the control-socket format: "OK <n>\n" (n messages will be delivered over
- * the passed descriptor; 0: none, the descriptor is closed) or "ERR <text>\n", then ".\n".
+ * A worker that answered nothing yet to a valid ATRN connects to the control socket, sends
+ * one line "ATRN domain[,domain...]\n" with one end of a socketpair attached (SCM_RIGHTS),
+ * and reads the answer without blocking its event loop: "OK <n>\n" (n messages will be
+ * delivered over the passed descriptor; 0: none, the descriptor is closed) or "ERR <text>\n",
+ * then ".\n".
  * The queue manager then speaks SMTP as the client over that descriptor while the worker
  * relays its bytes to and from the customer's connection. This keeps one writer of queue
  * state (the queue manager) and leaves TLS with the worker that terminates it. */
@@ -18,21 +18,6 @@
 
 struct event_base;
 
-/* <spool_dir>/odmr into out. false if it does not fit a Unix socket address. */
-bool odmr_chan_path(const struct config *cfg, char *out, size_t cap);
-
-/* ---- queue manager side ---- */
-
-/* Handle one request: fd is the customer connection, owned by the handler from now on (it
- * closes it when it has nothing to deliver). Returns the number of messages that will be
- * delivered, or -1 with a reason in err. */
-typedef long (*odmr_chan_handler)(void *arg, const char *domains, int fd, char *err,
-                                  size_t errlen);
-struct odmr_chan;
-struct odmr_chan *odmr_chan_listen(struct event_base *base, const char *path,
-                                   odmr_chan_handler fn, void *arg, char *err, size_t errlen);
-void odmr_chan_free(struct odmr_chan *c);
-
 /* ---- worker side ---- */
 
 /* The answer: messages >= 0, or -1 with a reason in why. Called once, from the event loop. */
@@ -40,7 +25,7 @@ typedef void (*odmr_req_cb)(void *arg, long messages, const char *why);
 struct odmr_req;
 /* Send the request with fd attached (the caller keeps and closes its own copy). NULL with a
  * reason in err if the queue manager cannot be reached. */
-struct odmr_req *odmr_chan_request(struct event_base *base, const char *path,
+struct odmr_req *odmr_chan_request(struct event_base *base, const struct config *cfg,
                                    const char *domains, int fd, odmr_req_cb cb, void *arg,
                                    char *err, size_t errlen);
 /* Forget a request whose answer is no longer wanted (the callback will not run). */

@@ -38,13 +38,13 @@
 #include <unistd.h>
 
 #include "bounce.h"
+#include "control.h"
 #include "dns.h"
 #include "envelope.h"
 #include "local.h"
 #include "log.h"
 #include "notify.h"
 #include "odmr.h"
-#include "odmr_chan.h"
 #include "outbound.h"
 #include "queue.h"
 #include "route.h"
@@ -63,6 +63,7 @@ struct qnode {
     bool queued;            /* on the work FIFO */
     bool busy;              /* deliveries in progress: not to be started again */
     unsigned gen;           /* the last rescan that saw the file */
+    enum control_after after; /* tern queue delete/hold asked during a pass: do it after */
     struct qnode *hnext;    /* hash chain */
     struct qnode *wnext;    /* work FIFO */
 };
@@ -73,6 +74,7 @@ struct qmgr {
     struct event *ev_work, *ev_scan, *ev_wake, *ev_inotify, *ev_term, *ev_int, *ev_grace;
     struct dns_resolver *dns;
     struct outbound *ob;
+    struct control_server *control; /* tern queue (control.c) */
     size_t inflight;        /* messages with deliveries in progress */
     int inotify_fd;
     struct qnode **table;
@@ -81,7 +83,6 @@ struct qmgr {
     unsigned gen;
     time_t wake_at;         /* when ev_wake fires, 0 if not armed */
     bool stopping;
-    struct odmr_chan *odmr; /* ATRN requests from the workers (RFC 2645), or NULL */
     unsigned long atrn_seq; /* names the outbound destination of each ATRN session */
 };
 
@@ -549,6 +550,10 @@ static void finish_message(struct qmsg *m)
             log_err("cannot save state qid=%s: %s", env->qid, strerror(errno));
         due = next_due(m, warn_pending);
     }
+    if (keep && node->after != CONTROL_AFTER_NONE &&
+        control_after_pass(cfg, env->qid, node->after) == 0)
+        keep = false;
+    node->after = CONTROL_AFTER_NONE;
     close(m->fd);
     node->busy = false;
     if (keep) {
@@ -706,7 +711,7 @@ static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_
     return submitted;
 }
 
-/* An ATRN request from a worker (odmr_chan.h): one pass over every idle message with mail
+/* An ATRN request from a worker (control socket, odmr_chan.h): one pass over every idle message with mail
  * held for the domains, all of it over fd. Messages in a delivery pass right now are left
  * for the next ATRN. At most QMGR_MAX_INFLIGHT messages per session: the customer asks
  * again for the rest. */
@@ -822,6 +827,47 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(q->base);
 }
 
+/* ---- the control socket's hooks (control.c does the work) ------------------------------ */
+
+static bool ctl_busy(void *arg, const char *qid)
+{
+    struct qnode *n = node_find(arg, qid);
+    return n && n->busy;
+}
+
+static void ctl_retry_now(void *arg, const char *qid)
+{
+    struct qmgr *q = arg;
+    node_get(q, qid)->due = 0;
+    enqueue(q, qid);
+}
+
+static void ctl_forget(void *arg, const char *qid)
+{
+    struct qmgr *q = arg;
+    struct qnode *n = node_find(q, qid);
+    /* One on the work FIFO is dropped when start_message finds its file gone. */
+    if (n && !n->busy && !n->queued)
+        node_delete(q, n);
+}
+
+static void ctl_after_pass(void *arg, const char *qid, enum control_after what)
+{
+    struct qnode *n = node_find(arg, qid);
+    if (n)
+        n->after = what;
+}
+
+static void ctl_rescan(void *arg)
+{
+    struct qmgr *q = arg;
+    for (size_t i = 0; i < q->tsize; i++)
+        for (struct qnode *n = q->table[i]; n; n = n->hnext)
+            if (!n->busy)
+                n->due = 0;
+    rescan(q);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static void inotify_filtered_cb(evutil_socket_t fd, short what, void *arg)
@@ -869,7 +915,7 @@ static int setup_inotify(struct qmgr *q)
 
 static void qmgr_free(struct qmgr *q)
 {
-    odmr_chan_free(q->odmr);
+    control_server_free(q->control);
     if (q->ob)
         outbound_free(q->ob); /* reports unfinished jobs: their messages finish first */
     if (q->dns)
@@ -937,19 +983,6 @@ int qmgr_run(const struct config *cfg)
         qmgr_free(&q);
         return 1;
     }
-    /* ATRN requests (RFC 2645) when an ODMR listener exists; without the channel ATRN
-     * answers 451 and the held mail waits. */
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        char path[256];
-        if (cfg->listen[i].kind != LISTEN_ODMR)
-            continue;
-        if (!odmr_chan_path(cfg, path, sizeof path))
-            log_err("spool path %s too long for the ODMR channel; ATRN unavailable",
-                    cfg->spool_dir);
-        else if (!(q.odmr = odmr_chan_listen(q.base, path, atrn_request, &q, err, sizeof err)))
-            log_err("ATRN unavailable: %s", err);
-        break;
-    }
     /* Watch before the first scan, so nothing committed in between is missed. */
     int interval = QMGR_SCAN_INTERVAL;
     if (setup_inotify(&q) < 0) {
@@ -963,6 +996,12 @@ int qmgr_run(const struct config *cfg)
         qmgr_free(&q);
         return 1;
     }
+    /* Queue management (tern queue); mail is delivered without it. */
+    struct control_hooks hooks = {&q, ctl_busy, ctl_retry_now, ctl_forget, ctl_after_pass,
+                                  ctl_rescan, atrn_request};
+    q.control = control_server_new(cfg, q.base, &hooks, err, sizeof err);
+    if (!q.control)
+        log_err("control socket unavailable, tern queue will not work: %s", err);
     log_info("queue manager started spool=%s", cfg->spool_dir);
     rescan(&q); /* recovery: everything committed before we started */
     int rc = event_base_dispatch(q.base);

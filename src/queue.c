@@ -6,6 +6,8 @@
  *   tmp/<qid>.state.<pid>    a state file being rewritten by the queue manager <pid>
  *   queue/<qid>              committed: envelope text, then the message content
  *   state/<qid>              per-recipient state (an envelope_format), replaced atomically
+ *   hold/<qid>               a queue file put on hold by hand (`tern queue hold`): the queue
+ *                            manager does not look here; its state/<qid> stays where it is
  *
  * Every temporary name ends in ".<pid>" so the supervisor can remove a dead child's files. */
 #include "queue.h"
@@ -107,7 +109,7 @@ static int close_checked(int fd)
 
 int queue_init(const char *spool_dir)
 {
-    static const char *const subdirs[] = {"tmp", "queue", "state"};
+    static const char *const subdirs[] = {"tmp", "queue", "state", "hold"};
     char path[PATH_MAX];
     for (size_t i = 0; i < ARRAY_LEN(subdirs); i++) {
         if (!path_fmt(path, sizeof path, "%s/%s", spool_dir, subdirs[i]) || mkdir_p(path, 0700) < 0)
@@ -164,6 +166,9 @@ int queue_clean_state(const char *spool_dir)
         if (!path_fmt(path, sizeof path, "%s/queue/%s", spool_dir, de->d_name) ||
             stat(path, &st) == 0 || errno != ENOENT)
             continue;
+        if (!path_fmt(path, sizeof path, "%s/hold/%s", spool_dir, de->d_name) ||
+            stat(path, &st) == 0 || errno != ENOENT)
+            continue; /* a held message keeps its state */
         if (!path_fmt(path, sizeof path, "%s/%s", dirpath, de->d_name))
             continue;
         if (unlink(path) == 0)
@@ -341,10 +346,21 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static const char *area_dir(enum queue_area area)
+{
+    return area == QUEUE_HOLD ? "hold" : "queue";
+}
+
 int queue_scan(const char *spool_dir, void (*fn)(const char *qid, void *arg), void *arg)
 {
+    return queue_scan_in(spool_dir, QUEUE_ACTIVE, fn, arg);
+}
+
+int queue_scan_in(const char *spool_dir, enum queue_area area,
+                  void (*fn)(const char *qid, void *arg), void *arg)
+{
     char dirpath[PATH_MAX];
-    if (!path_fmt(dirpath, sizeof dirpath, "%s/queue", spool_dir))
+    if (!path_fmt(dirpath, sizeof dirpath, "%s/%s", spool_dir, area_dir(area)))
         return -1;
     DIR *d = opendir(dirpath);
     if (!d)
@@ -501,12 +517,18 @@ static void merge_state(const char *spool_dir, struct envelope *env)
 int queue_load(const char *spool_dir, const char *qid, struct envelope *env, int *fd,
                off_t *content_off)
 {
+    return queue_load_in(spool_dir, QUEUE_ACTIVE, qid, env, fd, content_off);
+}
+
+int queue_load_in(const char *spool_dir, enum queue_area area, const char *qid,
+                  struct envelope *env, int *fd, off_t *content_off)
+{
     char path[PATH_MAX];
     if (!queue_id_valid(qid)) {
         errno = EINVAL;
         return -1;
     }
-    if (!path_fmt(path, sizeof path, "%s/queue/%s", spool_dir, qid))
+    if (!path_fmt(path, sizeof path, "%s/%s/%s", spool_dir, area_dir(area), qid))
         return -1;
     int f = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (f < 0)
@@ -568,12 +590,17 @@ int queue_save_state(const char *spool_dir, const struct envelope *env)
 
 int queue_remove(const char *spool_dir, const char *qid)
 {
+    return queue_remove_in(spool_dir, QUEUE_ACTIVE, qid);
+}
+
+int queue_remove_in(const char *spool_dir, enum queue_area area, const char *qid)
+{
     char path[PATH_MAX], dir[PATH_MAX];
     if (!queue_id_valid(qid)) {
         errno = EINVAL;
         return -1;
     }
-    if (!path_fmt(dir, sizeof dir, "%s/queue", spool_dir) ||
+    if (!path_fmt(dir, sizeof dir, "%s/%s", spool_dir, area_dir(area)) ||
         !path_fmt(path, sizeof path, "%s/%s", dir, qid))
         return -1;
     if (unlink(path) < 0 && errno != ENOENT)
@@ -585,6 +612,27 @@ int queue_remove(const char *spool_dir, const char *qid)
     if (!path_fmt(path, sizeof path, "%s/state/%s", spool_dir, qid))
         return -1;
     if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}
+
+int queue_move(const char *spool_dir, const char *qid, enum queue_area from, enum queue_area to)
+{
+    char src[PATH_MAX], dst[PATH_MAX], srcdir[PATH_MAX], dstdir[PATH_MAX];
+    if (!queue_id_valid(qid)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!path_fmt(srcdir, sizeof srcdir, "%s/%s", spool_dir, area_dir(from)) ||
+        !path_fmt(dstdir, sizeof dstdir, "%s/%s", spool_dir, area_dir(to)) ||
+        !path_fmt(src, sizeof src, "%s/%s", srcdir, qid) ||
+        !path_fmt(dst, sizeof dst, "%s/%s", dstdir, qid))
+        return -1;
+    if (rename_noreplace(src, dst) < 0)
+        return -1;
+    /* The new name first: after a crash the file is in one place or the other (or, with the
+     * link() fallback, briefly in both, which the old name's fsync settles), never lost. */
+    if (fsync_dir(dstdir) < 0 || fsync_dir(srcdir) < 0)
         return -1;
     return 0;
 }

@@ -5,6 +5,7 @@
  *                    manager's state rewrites use tmp/<qid>.state.<pid>
  *   queue/<qid>   committed: envelope (envelope_format) followed by the message content
  *   state/<qid>   per-recipient delivery state, rewritten atomically by the queue manager
+ *   hold/<qid>    a queue file held by hand (tern queue hold): not delivered until released
  * Commit = fsync(tmp file), rename into queue/, fsync(queue/). The 250 reply to end of data
  * is sent only after queue_writer_commit returned 0 (RFC 5321 4.1.1.4, 6.1). */
 #ifndef TERN_QUEUE_H
@@ -39,6 +40,9 @@ int queue_writer_commit(struct queue_writer *w);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 
+/* Where a committed queue file lives: queue/ (the queue manager delivers it) or hold/. */
+enum queue_area { QUEUE_ACTIVE, QUEUE_HOLD };
+
 /* For the queue manager: */
 /* List committed queue IDs; calls fn for each. Returns the count or -1. */
 int queue_scan(const char *spool_dir, void (*fn)(const char *qid, void *arg), void *arg);
@@ -57,5 +61,15 @@ int queue_remove(const char *spool_dir, const char *qid);
 /* Delete state/<qid> files whose queue/<qid> is gone (a crash inside queue_remove). Returns
  * the number removed or -1. Run by the queue manager at start. */
 int queue_clean_state(const char *spool_dir);
+
+/* The same for either area (the functions above are QUEUE_ACTIVE). */
+int queue_scan_in(const char *spool_dir, enum queue_area area,
+                  void (*fn)(const char *qid, void *arg), void *arg);
+int queue_load_in(const char *spool_dir, enum queue_area area, const char *qid,
+                  struct envelope *env, int *fd, off_t *content_off);
+int queue_remove_in(const char *spool_dir, enum queue_area area, const char *qid);
+/* Hold or release: rename queue/<qid> <-> hold/<qid> without replacing anything, then fsync
+ * both directories. 0, or -1 with errno (ENOENT: not there; EEXIST: already in `to`). */
+int queue_move(const char *spool_dir, const char *qid, enum queue_area from, enum queue_area to);
 
 #endif

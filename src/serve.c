@@ -304,7 +304,7 @@ static int prepare_dirs(struct generation *g, bool recover, char *err, size_t er
             return -1;
         }
         /* Subdirectories left by a run as another user. */
-        static const char *const subdirs[] = {"tmp", "queue", "state"};
+        static const char *const subdirs[] = {"tmp", "queue", "state", "hold"};
         for (size_t i = 0; i < ARRAY_LEN(subdirs); i++) {
             if (privsep_chown_dir(g->spool_fd, subdirs[i], u) < 0 && errno != ENOENT) {
                 snprintf(err, errlen, "cannot give %s/%s to user %s: %s", cfg->spool_dir,

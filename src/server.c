@@ -397,13 +397,11 @@ static void on_atrn_answer(void *arg, long messages, const char *why)
 static void session_atrn(void *ctx, const char *domains)
 {
     struct conn *c = ctx;
-    char path[256], err[256] = "cannot create a socket pair";
+    char err[256] = "cannot create a socket pair";
     int sp[2] = {-1, -1};
-    if (!odmr_chan_path(c->w->cfg, path, sizeof path)) {
-        str_copy(err, sizeof err, "spool path too long for the ODMR channel");
-    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0) {
-        c->atrn_req = odmr_chan_request(c->w->base, path, domains, sp[1], on_atrn_answer, c,
-                                        err, sizeof err);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0) {
+        c->atrn_req = odmr_chan_request(c->w->base, c->w->cfg, domains, sp[1], on_atrn_answer,
+                                        c, err, sizeof err);
         close(sp[1]); /* the queue manager has its own copy now */
         if (c->atrn_req && evutil_make_socket_nonblocking(sp[0]) == 0) {
             c->atrn_fd = sp[0];
