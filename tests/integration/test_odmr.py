@@ -16,7 +16,8 @@ import os
 import subprocess
 import tempfile
 
-from ternlib import Group, check, poll, run_main, unique, build_dir, message, TestFailure
+from ternlib import (Group, check, poll, run_main, unique, build_dir, message, mkcerts,
+                     tls_client_context, TestFailure)
 
 PW = "odmr secret"
 WORK = tempfile.mkdtemp(prefix="tern-it-odmr.", dir=os.environ.get("TERN_IT_TMP") or None)
@@ -33,6 +34,7 @@ def tern_user(*args):
 
 
 try:
+    mkcerts(os.path.join(WORK, "pki"), "mx.tern.test", "localhost", "127.0.0.1")
     tern_user("add", "cust", "--password", PW, "--iterations", "4096")
     tern_user("add", "other", "--password", PW, "--iterations", "4096")
     os.chmod(USERS, 0o600)
@@ -62,9 +64,13 @@ def send_held(srv, rcpts, marker, sender="someone@example.org"):
     return qid
 
 
-def odmr_login(srv, user="cust"):
+def odmr_login(srv, user="cust", tls=False):
     c = srv.connect(port="odmr")
     r = c.ehlo()
+    if tls:
+        check("STARTTLS" in r.text, "no STARTTLS on the ODMR port: %r" % r.text)
+        c.starttls(tls_client_context(os.path.join(WORK, "pki", "ca.crt")), "mx.tern.test")
+        r = c.ehlo()
     check("ATRN" in r.text, "ATRN not advertised on the ODMR port: %r" % r.text)
     c.cmd("AUTH PLAIN " + plain(user, PW), 235, "2.7.0")
     return c
@@ -131,8 +137,8 @@ class Customer:
         return [m for m in self.messages if marker.encode() in m[2]]
 
 
-def atrn_session(srv, arg="example.net", rcpt_reply=None, user="cust"):
-    c = odmr_login(srv, user)
+def atrn_session(srv, arg="example.net", rcpt_reply=None, user="cust", tls=False):
+    c = odmr_login(srv, user, tls)
     r = c.cmd("ATRN" + (" " + arg if arg else ""), 250, "2.0.0")
     check("reversing" in r.text, "unexpected 250 text %r" % r.text)
     return Customer(c, rcpt_reply).serve()
@@ -252,6 +258,43 @@ def _(srv):
     got = cust.with_marker(m)
     check(len(got) == 1 and got[0][1] == ["temp@example.net"], "second ATRN: %r" % [x[1] for x in got])
     check(gone(srv, qid), "message still queued after every recipient is done")
+
+
+@g.test("customer-drops-the-connection-mail-stays-queued")
+def _(srv):
+    m1, m2 = unique("odmrdrop1"), unique("odmrdrop2")
+    q1 = send_held(srv, ["d1@example.net"], m1)
+    q2 = send_held(srv, ["d2@example.net"], m2)
+    c = odmr_login(srv)
+    c.cmd("ATRN example.net", 250, "2.0.0")
+    cust = Customer(c)
+    c.send("220 customer.test ESMTP\r\n")
+    check(cust.line().upper().startswith("EHLO"), "no EHLO after the greeting")
+    c.send("250 customer.test\r\n")
+    check(cust.line().upper().startswith("MAIL"), "no MAIL after EHLO")
+    c.close()                                   # gone in the middle of the session
+    check(poll(lambda: ("deferred qid=%s" % q1) in srv.log_text() and
+               ("deferred qid=%s" % q2) in srv.log_text(), 20),
+          "both messages should be deferred after the customer left")
+    check(srv.queued(q1) and srv.queued(q2), "held mail lost with the connection")
+    cust = atrn_session(srv, "example.net")
+    check(len(cust.with_marker(m1)) == 1 and len(cust.with_marker(m2)) == 1,
+          "not delivered once each on the next ATRN: %r" % [m[1] for m in cust.messages])
+    check(gone(srv, q1) and gone(srv, q2), "messages still queued")
+
+
+CERT = "%s %s" % (os.path.join(WORK, "pki", "server-chain.crt"), os.path.join(WORK, "pki", "server.key"))
+tg = Group("odmr-tls", tls_certificate=CERT, **OPTS)
+
+
+@tg.test("atrn-session-under-starttls")
+def _(srv):
+    check(_setup_error is None, _setup_error or "")
+    m = unique("odmrtls")
+    qid = send_held(srv, ["t@example.net"], m)
+    cust = atrn_session(srv, "example.net", tls=True)
+    check(len(cust.with_marker(m)) == 1, "message not delivered once over the TLS relay")
+    check(gone(srv, qid), "message still queued")
 
 
 lg = Group("odmr-lifetime", queue_lifetime="2s", **OPTS)
