@@ -768,10 +768,15 @@ static void session_resolve(struct session *s)
     if (rt->kind == ROUTE_ODMR) {
         struct dest *d = s->dest;
         if (!d->fd_dest || d->fd < 0) {
-            /* Held mail goes only over the customer's connection, and that one is gone. */
-            note_failure(s, true, d->fd_dest ? "4.4.2 the ODMR customer's connection was lost"
-                                             : "4.4.0 held for ODMR (RFC 2645): waiting for ATRN",
-                         false);
+            /* Held mail goes only over the customer's connection, and that one is gone (or
+             * refused the session): keep it queued, with the customer's words if any. */
+            if (!s->last_err[0])
+                note_failure(s, true, d->fd_dest ? "4.4.2 the ODMR customer's connection was "
+                                                   "lost"
+                                                 : "4.4.0 held for ODMR (RFC 2645): waiting "
+                                                   "for ATRN",
+                             false);
+            s->any_temp = true;
             job_exhausted(s);
             return;
         }

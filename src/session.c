@@ -1159,6 +1159,10 @@ static void cmd_atrn(struct session *s, const char *arg, size_t arglen)
         error_reply(s, RP_BAD_SEQUENCE, "Send EHLO first");
         return;
     }
+    if (s->listener->require_tls && !s->tls) {
+        error_reply(s, RP_TLS_REQUIRED, NULL);
+        return;
+    }
     if (!s->authenticated) {
         error_reply(s, RP_AUTH_REQUIRED, "Authentication required: AUTH before ATRN (RFC 2645)");
         return;

@@ -283,6 +283,26 @@ def _(srv):
     check(gone(srv, q1) and gone(srv, q2), "messages still queued")
 
 
+@g.test("customer-refuses-the-session-mail-stays-queued")
+def _(srv):
+    m = unique("odmr554")
+    qid = send_held(srv, ["r@example.net"], m, sender="demo@localhost")
+    c = odmr_login(srv)
+    c.cmd("ATRN example.net", 250, "2.0.0")
+    c.send("220 customer.test ESMTP\r\n")
+    check(Customer(c).line().upper().startswith("EHLO"), "no EHLO after the greeting")
+    c.send("554 5.7.1 not now\r\n")
+    check(c.at_eof(20), "tern kept the turned connection open after 554 to EHLO\n" + c.dump())
+    c.close()
+    check(poll(lambda: ("deferred qid=%s" % qid) in srv.log_text(), 20), "message not deferred")
+    check("554 5.7.1 not now" in srv.log_text(), "the customer's reply is not in the log")
+    check(srv.queued(qid), "held mail left the queue after the customer refused the session")
+    check(not srv.find("demo@localhost", "r@example.net"), "a bounce was sent")
+    cust = atrn_session(srv, "example.net")
+    check(len(cust.with_marker(m)) == 1, "not delivered on the next ATRN")
+    check(gone(srv, qid), "message still queued")
+
+
 CERT = "%s %s" % (os.path.join(WORK, "pki", "server-chain.crt"), os.path.join(WORK, "pki", "server.key"))
 tg = Group("odmr-tls", tls_certificate=CERT, **OPTS)
 
