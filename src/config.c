@@ -488,8 +488,10 @@ static int kw_listen(struct parser *p, const struct keyword *kw, char **argv, si
             l.kind = LISTEN_SUBMISSION;
         else if (strcmp(argv[1], "smtps") == 0)
             l.kind = LISTEN_SMTPS;
+        else if (strcmp(argv[1], "odmr") == 0)
+            l.kind = LISTEN_ODMR;
         else
-            return perr(p, "%s: unknown kind '%s' (expected smtp, submission or smtps)",
+            return perr(p, "%s: unknown kind '%s' (expected smtp, submission, smtps or odmr)",
                         kw->name, argv[1]);
     }
     /* Store the canonical form, so "::0001" and "::1" are recognised as the same socket. */
@@ -585,6 +587,29 @@ static int kw_mailbox(struct parser *p, const struct keyword *kw, char **argv, s
         p->mailbox_lines[n] = p->line;
         cfg->nmailboxes = n + 1;
     }
+    return 0;
+}
+
+/* odmr_domain DOMAIN USER... (RFC 2645): the domain's mail waits for an ATRN by one of the
+ * users. Whether it collides with a local_domain is checked at the end (config_finish). */
+static int kw_odmr_domain(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc < 2)
+        return perr(p, "%s: expected a domain and the users entitled to it", kw->name);
+    if (!valid_domain(argv[0]))
+        return perr(p, "%s: '%s' is not a valid domain name", kw->name, argv[0]);
+    if (config_is_odmr_domain(cfg, argv[0]))
+        return perr(p, "%s: '%s' is already listed", kw->name, argv[0]);
+    cfg->odmr_domains = xrealloc(cfg->odmr_domains,
+                                 (cfg->nodmr_domains + 1) * sizeof *cfg->odmr_domains);
+    struct odmr_domain_cfg *od = &cfg->odmr_domains[cfg->nodmr_domains++];
+    od->domain = xstrdup(argv[0]);
+    str_lower(od->domain);
+    od->users = xcalloc(argc - 1, sizeof *od->users);
+    od->nusers = argc - 1;
+    for (size_t a = 1; a < argc; a++)
+        od->users[a - 1] = xstrdup(argv[a]);
     return 0;
 }
 
@@ -886,6 +911,7 @@ static const struct keyword keywords[] = {
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
     {"future_release_max", kw_duration, F(future_release_max), 0, 365 * DAY, false},
     {"etrn_networks", kw_etrn_networks, 0, 0, 0, true},
+    {"odmr_domain", kw_odmr_domain, 0, 0, 0, true},
     {"control_socket", kw_path, F(control_socket), 0, 0, false},
 };
 
@@ -1057,6 +1083,14 @@ static int config_finish(struct parser *p, size_t last_line)
         }
         free(refs);
         qsort(cfg->mailboxes, cfg->nmailboxes, sizeof *cfg->mailboxes, mailbox_sort_cmp);
+    }
+
+    for (size_t i = 0; i < cfg->nodmr_domains; i++) {
+        if (config_is_local_domain(cfg, cfg->odmr_domains[i].domain)) {
+            p->line = kw_line(p, "odmr_domain");
+            return perr(p, "odmr_domain: '%s' is a local_domain; mail held for ODMR is for "
+                           "another host", cfg->odmr_domains[i].domain);
+        }
     }
 
     if (cfg->retry_min > cfg->retry_max) {
@@ -1245,6 +1279,13 @@ void config_free(struct config *cfg)
         free(cfg->sender_logins[i].addr);
     }
     free(cfg->sender_logins);
+    for (size_t i = 0; i < cfg->nodmr_domains; i++) {
+        for (size_t u = 0; u < cfg->odmr_domains[i].nusers; u++)
+            free(cfg->odmr_domains[i].users[u]);
+        free(cfg->odmr_domains[i].users);
+        free(cfg->odmr_domains[i].domain);
+    }
+    free(cfg->odmr_domains);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }
@@ -1268,6 +1309,28 @@ bool config_is_local_domain(const struct config *cfg, const char *domain)
 {
     for (size_t i = 0; i < cfg->nlocal_domains; i++)
         if (str_ieq(cfg->local_domains[i], domain))
+            return true;
+    return false;
+}
+
+static const struct odmr_domain_cfg *find_odmr(const struct config *cfg, const char *domain)
+{
+    for (size_t i = 0; domain && i < cfg->nodmr_domains; i++)
+        if (str_ieq(cfg->odmr_domains[i].domain, domain))
+            return &cfg->odmr_domains[i];
+    return NULL;
+}
+
+bool config_is_odmr_domain(const struct config *cfg, const char *domain)
+{
+    return find_odmr(cfg, domain) != NULL;
+}
+
+bool config_odmr_entitled(const struct config *cfg, const char *user, const char *domain)
+{
+    const struct odmr_domain_cfg *od = find_odmr(cfg, domain);
+    for (size_t u = 0; od && user && u < od->nusers; u++)
+        if (strcmp(od->users[u], user) == 0)
             return true;
     return false;
 }

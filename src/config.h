@@ -18,6 +18,7 @@ enum listen_kind {
     LISTEN_SMTP,       /* port 25: MX for our domains */
     LISTEN_SUBMISSION, /* port 587: users submitting mail (AUTH comes in a later issue) */
     LISTEN_SMTPS,      /* port 465: implicit TLS submission (TLS issue) */
+    LISTEN_ODMR,       /* port 366: On-Demand Mail Relay (RFC 2645): AUTH, then ATRN only */
 };
 
 struct listen_cfg {
@@ -74,6 +75,14 @@ struct cidr_cfg {
     int family;               /* AF_INET or AF_INET6 */
     unsigned char addr[16];   /* network address, host bits zero */
     unsigned prefix;          /* 0..32 or 0..128 */
+};
+
+/* A domain whose mail is held for On-Demand Mail Relay (RFC 2645): accepted like a backup MX
+ * would, kept in the queue, and delivered only over an ATRN session of one of its users. */
+struct odmr_domain_cfg {
+    char *domain;             /* lower-cased */
+    char **users;             /* login names (users_file) entitled to ATRN it */
+    size_t nusers;
 };
 
 struct config {
@@ -177,6 +186,9 @@ struct config {
                                        without AUTH (besides relay_networks); default none */
     size_t netrn_networks;
 
+    /* ---- On-Demand Mail Relay (RFC 2645, docs/odmr.md) ---- */
+    struct odmr_domain_cfg *odmr_domains; /* "odmr_domain DOMAIN USER...": held for ATRN */
+    size_t nodmr_domains;
     /* ---- queue management (docs/queue.md) ---- */
     char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
                                    NULL = <spool>/control */
@@ -194,6 +206,10 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 bool config_is_local_domain(const struct config *cfg, const char *domain);
+/* Is the domain held for On-Demand Mail Relay (odmr_domain)? Case-insensitive. */
+bool config_is_odmr_domain(const struct config *cfg, const char *domain);
+/* May this authenticated user ATRN the domain (listed on its odmr_domain line)? */
+bool config_odmr_entitled(const struct config *cfg, const char *user, const char *domain);
 /* Is local@domain a configured mailbox? (domain must be local; case-insensitive) */
 bool config_has_mailbox(const struct config *cfg, const char *local, const char *domain);
 /* May a client at this address (numeric IPv4/IPv6 text, "::ffff:a.b.c.d" counts as IPv4)

@@ -185,6 +185,7 @@ struct control_ctx {
     const char *spool;
     FILE *out;
     char err[512];
+    int fd;           /* a descriptor passed with the request (SCM_RIGHTS), or -1 */
 };
 
 struct control_verb {
@@ -608,6 +609,23 @@ static long do_requeue(struct control_ctx *c, enum control_target t, const char 
     return n;
 }
 
+/* ATRN domain[,domain...] with the customer's connection attached (RFC 2645, docs/odmr.md):
+ * a worker hands it over; the queue manager delivers the held mail over it. */
+static long do_atrn(struct control_ctx *c, enum control_target t, const char *arg,
+                    const char *domain)
+{
+    (void)t, (void)domain;
+    const struct control_hooks *h = &c->s->hooks;
+    if (c->fd < 0)
+        return fail(c, "ATRN: no connection passed with the request");
+    if (!h->atrn || !*arg)
+        return fail(c, "ATRN: %s", *arg ? "not available" : "no domain");
+    int fd = c->fd;
+    c->fd = -1; /* the hook owns it now */
+    long n = h->atrn(h->arg, arg, fd, c->err, sizeof c->err);
+    return n < 0 ? -1 : n;
+}
+
 static const struct control_verb verbs[] = {
     {"LIST", T(NONE), do_list},
     {"SHOW", T(QID), do_show},
@@ -616,16 +634,17 @@ static const struct control_verb verbs[] = {
     {"HOLD", T(QID), do_hold},
     {"RELEASE", T(QID), do_release},
     {"REQUEUE", T(NONE), do_requeue},
+    {"ATRN", ~0u, do_atrn},
 };
 
 /* Answer one request line into out ("OK n" / "ERR text", data, "."). */
-static void handle_line(struct control_server *s, const char *line, FILE *out)
+static void handle_line(struct control_server *s, const char *line, FILE *out, int *fd)
 {
     char verb[32];
     const char *arg, *domain;
     char *data = NULL;
     size_t ndata = 0;
-    struct control_ctx c = {.s = s, .spool = s->cfg->spool_dir};
+    struct control_ctx c = {.s = s, .spool = s->cfg->spool_dir, .fd = *fd};
     long n = -1;
     if (!control_split(line, verb, sizeof verb, &arg)) {
         fail(&c, "malformed request");
@@ -647,6 +666,7 @@ static void handle_line(struct control_server *s, const char *line, FILE *out)
                 n = fail(&c, "out of memory");
         }
     }
+    *fd = c.fd; /* -1 if a verb took it */
     if (n < 0) {
         fprintf(out, "ERR %s\n.\n", c.err);
     } else {
@@ -684,15 +704,76 @@ static void send_text(struct bufferevent *bev, const char *text, size_t len)
         conn_free(bev);
 }
 
+/* A connection until its request is read: the descriptor that came with it, if any. */
+struct ctl_conn {
+    struct control_server *s;
+    struct bufferevent *bev;
+    int passed;
+    struct event *ev_first;
+};
+
+static void ctl_conn_free(struct ctl_conn *cc)
+{
+    if (cc->passed >= 0)
+        close(cc->passed);
+    if (cc->ev_first)
+        event_free(cc->ev_first);
+    free(cc);
+}
+
+static void conn_pending_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)what;
+    ctl_conn_free(arg);
+    conn_free(bev);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+
+/* The first read, before libevent's: recvmsg, so a descriptor sent with the request (ATRN)
+ * is received rather than discarded (unix(7)); it comes with the request's first octet. */
+static void conn_first_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct ctl_conn *cc = arg;
+    struct bufferevent *bev = cc->bev;
+    event_free(cc->ev_first);
+    cc->ev_first = NULL;
+    char buf[CONTROL_LINE_MAX + 2];
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                         .msg_controllen = sizeof ctl.b};
+    ssize_t n = (what & EV_READ) ? recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) : -1;
+    for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm; cm = CMSG_NXTHDR(&msg, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len == CMSG_LEN(sizeof(int)) && cc->passed < 0)
+            memcpy(&cc->passed, CMSG_DATA(cm), sizeof(int));
+    /* The input buffer is frozen at its end for anyone but the bufferevent; it is empty, so
+     * prepending is adding. */
+    if (n <= 0 || evbuffer_prepend(bufferevent_get_input(bev), buf, (size_t)n) < 0) {
+        ctl_conn_free(cc);
+        conn_free(bev);
+        return;
+    }
+    bufferevent_setcb(bev, conn_read_cb, NULL, conn_pending_event_cb, cc);
+    bufferevent_enable(bev, EV_READ);
+    conn_read_cb(bev, cc);
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
-    struct control_server *s = arg;
+    struct ctl_conn *cc = arg;
+    struct control_server *s = cc->s;
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t len;
     char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
     if (!line) {
         if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
             static const char too_long[] = "ERR request too long\n.\n";
+            ctl_conn_free(cc);
             send_text(bev, too_long, sizeof too_long - 1);
         }
         return;
@@ -702,6 +783,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     FILE *out = open_memstream(&reply, &nreply);
     if (!out) {
         free(line);
+        ctl_conn_free(cc);
         conn_free(bev);
         return;
     }
@@ -710,9 +792,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     } else {
         if (len > 0 && line[len - 1] == '\r')
             line[len - 1] = '\0';
-        handle_line(s, line, out);
+        handle_line(s, line, out, &cc->passed);
     }
     free(line);
+    ctl_conn_free(cc);
     if (fclose(out) != 0) {
         free(reply);
         conn_free(bev);
@@ -753,8 +836,18 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             send_text(bev, denied, sizeof denied - 1);
             continue;
         }
-        bufferevent_setcb(bev, conn_read_cb, NULL, conn_event_cb, s);
-        bufferevent_enable(bev, EV_READ);
+        struct ctl_conn *cc = calloc(1, sizeof *cc);
+        if (cc) {
+            cc->s = s;
+            cc->bev = bev;
+            cc->passed = -1;
+            cc->ev_first = event_new(s->base, fd, EV_READ, conn_first_read, cc);
+        }
+        if (!cc || !cc->ev_first || event_add(cc->ev_first, &tv) < 0) {
+            if (cc)
+                ctl_conn_free(cc);
+            conn_free(bev);
+        }
     }
 }
 

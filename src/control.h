@@ -6,8 +6,9 @@
  * Wire format: the client sends one line "VERB [ARG]\n"; the server answers "OK <n>\n" or
  * "ERR <text>\n", then data lines (a line starting with '.' gets a second '.'), then ".\n",
  * and closes. Verbs (docs/queue.md): LIST, SHOW <qid>, FLUSH [<qid>|@<domain>|@.<domain>],
- * DELETE <qid>|ALL, HOLD <qid>, RELEASE <qid>, REQUEUE. New verbs are one line in the table
- * in control.c. */
+ * DELETE <qid>|ALL, HOLD <qid>, RELEASE <qid>, REQUEUE, and ATRN <domain,...> from an SMTP
+ * worker with a descriptor attached (odmr_chan.h). New verbs are one line in the table in
+ * control.c. */
 #ifndef TERN_CONTROL_H
 #define TERN_CONTROL_H
 
@@ -50,6 +51,10 @@ struct control_hooks {
     void (*forget)(void *arg, const char *qid);    /* its file left queue/ */
     void (*after_pass)(void *arg, const char *qid, enum control_after what);
     void (*rescan)(void *arg);                     /* drop cached times, rescan queue/ */
+    /* ATRN (RFC 2645, docs/odmr.md): deliver the mail held for domains ("a,b") over fd, the
+     * customer's connection passed with the request (SCM_RIGHTS), which the hook owns.
+     * Messages that will go, or -1 with err. NULL: ATRN is refused. */
+    long (*atrn)(void *arg, const char *domains, int fd, char *err, size_t errlen);
 };
 
 struct event_base;

@@ -159,6 +159,8 @@ struct dest {
     struct session *sessions;
     size_t nsessions;
     struct ob_job *wait_head, *wait_tail;
+    bool fd_dest;                  /* an ATRN connection (outbound_attach_fd) */
+    int fd;                        /* ... not taken by its session yet, else -1 */
 };
 
 struct cred {
@@ -299,6 +301,13 @@ static struct dest *dest_get(struct outbound *ob, const char *key)
     return d;
 }
 
+static void dest_release(struct dest *d)
+{
+    if (d->fd_dest && d->fd >= 0)
+        close(d->fd);
+    free(d);
+}
+
 static void dest_maybe_free(struct outbound *ob, struct dest *d)
 {
     if (d->sessions || d->wait_head || ob->aborting)
@@ -306,7 +315,7 @@ static void dest_maybe_free(struct outbound *ob, struct dest *d)
     for (struct dest **pp = &ob->dests; *pp; pp = &(*pp)->next) {
         if (*pp == d) {
             *pp = d->next;
-            free(d);
+            dest_release(d);
             return;
         }
     }
@@ -445,6 +454,12 @@ static void session_after_job(struct session *s)
     struct ob_job *next = dest_pop(s->dest);
     if (next) {
         session_start_job(s, next);
+        return;
+    }
+    if (s->dest->fd_dest) { /* ATRN: every held message is through; end the session */
+        s->st = S_QUIT;
+        send_line(s, "QUIT");
+        arm(s, t_command(s));
         return;
     }
     s->st = S_IDLE;
@@ -750,6 +765,38 @@ static void session_resolve(struct session *s)
     s->nhosts = s->hi = 0;
     s->implicit_mx = false;
     s->no_tls = false;
+    if (rt->kind == ROUTE_ODMR) {
+        struct dest *d = s->dest;
+        if (!d->fd_dest || d->fd < 0) {
+            /* Held mail goes only over the customer's connection, and that one is gone (or
+             * refused the session): keep it queued, with the customer's words if any. */
+            if (!s->last_err[0])
+                note_failure(s, true, d->fd_dest ? "4.4.2 the ODMR customer's connection was "
+                                                   "lost"
+                                                 : "4.4.0 held for ODMR (RFC 2645): waiting "
+                                                   "for ATRN",
+                             false);
+            s->any_temp = true;
+            job_exhausted(s);
+            return;
+        }
+        s->bev = bufferevent_socket_new(s->ob->base, d->fd,
+                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        if (!s->bev) {
+            note_failure(s, true, "4.3.0 cannot use the ODMR connection", false);
+            job_exhausted(s);
+            return;
+        }
+        d->fd = -1;
+        s->connects++;
+        str_copy(s->peer_name, sizeof s->peer_name, rt->domain);
+        snprintf(s->relay, sizeof s->relay, "odmr[%s]", rt->domain);
+        bufferevent_setcb(s->bev, readcb, writecb, eventcb, s);
+        bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+        s->st = S_GREETING; /* the customer speaks first, as any SMTP server (RFC 2645 4.3) */
+        arm(s, t_command(s));
+        return;
+    }
     if (rt->kind == ROUTE_MX) {
         if (!s->ob->dns) {
             note_failure(s, true, "4.4.3 no resolver", false);
@@ -1683,9 +1730,9 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
                 progress = true;
                 break; /* the lists may have changed */
             }
-            if (d->nsessions >= per_dest)
-                continue;
-            if (ob->nsessions >= global) {
+            if (d->nsessions >= (d->fd_dest ? 1 : per_dest))
+                continue; /* an ATRN connection is one connection */
+            if (ob->nsessions >= global && !d->fd_dest) {
                 /* make room by closing an idle connection of another destination */
                 struct session *victim = NULL;
                 for (struct dest *o = ob->dests; o && !victim; o = o->next)
@@ -1729,6 +1776,16 @@ void outbound_submit(struct outbound *ob, struct ob_job *job)
     d->wait_tail = job;
     ob->njobs++;
     schedule_kick(ob);
+}
+
+void outbound_attach_fd(struct outbound *ob, const char *key, int fd)
+{
+    struct dest *d = dest_get(ob, key);
+    if (d->fd_dest && d->fd >= 0)
+        close(d->fd);
+    d->fd_dest = true;
+    d->fd = fd;
+    dest_maybe_free(ob, d); /* no job for it: closes fd at once */
 }
 
 size_t outbound_jobs(const struct outbound *ob)
@@ -1789,7 +1846,7 @@ void outbound_abort_all(struct outbound *ob)
                 break;
             }
         }
-        free(d);
+        dest_release(d);
     }
     ob->aborting = false;
 }

@@ -102,5 +102,11 @@ void outbound_close_idle(struct outbound *ob);
 /* Connections open or being opened. */
 size_t outbound_connections(const struct outbound *ob);
 void outbound_free(struct outbound *ob);
+/* On-Demand Mail Relay (RFC 2645): jobs whose route.key is key are delivered over fd, a
+ * connection on which the customer is about to send its greeting (no DNS, no connect, no
+ * STARTTLS: the worker that relays it handles TLS). One session uses it for every such job in
+ * turn and sends QUIT after the last; the engine owns fd from now on. Submit the jobs first,
+ * from the same event-loop callback. */
+void outbound_attach_fd(struct outbound *ob, const char *key, int fd);
 
 #endif

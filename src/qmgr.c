@@ -44,6 +44,7 @@
 #include "local.h"
 #include "log.h"
 #include "notify.h"
+#include "odmr.h"
 #include "outbound.h"
 #include "queue.h"
 #include "route.h"
@@ -82,7 +83,22 @@ struct qmgr {
     unsigned gen;
     time_t wake_at;         /* when ev_wake fires, 0 if not armed */
     bool stopping;
+    unsigned long atrn_seq; /* names the outbound destination of each ATRN session */
 };
+
+/* An ATRN pass over a message: deliver only the recipients held for these domains, over the
+ * customer's connection (outbound destination key). */
+struct atrn_pass {
+    const char *domains;    /* comma-separated, lower-case */
+    char key[32];
+};
+
+/* Held for On-Demand Mail Relay (odmr_domain): never delivered by a normal pass, only over an
+ * ATRN session; the queue lifetime still applies. */
+static bool rcpt_held(const struct config *cfg, const char *addr)
+{
+    return config_is_odmr_domain(cfg, route_addr_domain(addr));
+}
 
 /* ---- the table of known messages -------------------------------------------------------- */
 
@@ -441,7 +457,8 @@ static time_t next_due(const struct qmsg *m, bool warn_pending)
     time_t next = 0;
     for (size_t i = 0; i < m->env.nrcpts; i++) {
         const struct envelope_rcpt *r = &m->env.rcpts[i];
-        if (r->status == RCPT_PENDING && (next == 0 || r->next_try < next))
+        if (r->status == RCPT_PENDING && !rcpt_held(cfg, r->addr) &&
+            (next == 0 || r->next_try < next))
             next = r->next_try;
     }
     if (cfg->queue_lifetime > 0) {
@@ -499,7 +516,7 @@ static void finish_message(struct qmsg *m)
         !notify_delay_sent(cfg->spool_dir, env->qid)) {
         k = 0;
         for (size_t i = 0; i < n; i++) {
-            if (env->rcpts[i].status == RCPT_PENDING &&
+            if (env->rcpts[i].status == RCPT_PENDING && !rcpt_held(cfg, env->rcpts[i].addr) &&
                 wants(env->rcpts[i].notify, NOTIFY_DELAY)) {
                 idx[k] = i;
                 act[k++] = DSN_ACTION_DELAYED;
@@ -592,8 +609,10 @@ static bool release_later(struct qmgr *q, struct qnode *node, struct envelope *e
     return true;
 }
 
-/* Start a pass over one message: local recipients now, remote ones as jobs. */
-static void start_message(struct qmgr *q, struct qnode *node)
+/* Start a pass over one message: local recipients now, remote ones as jobs. An ATRN pass
+ * (atrn not NULL) takes only the recipients held for its domains, due or not, and returns
+ * whether it submitted any. */
+static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_pass *atrn)
 {
     const struct config *cfg = q->cfg;
     struct qmsg *m = xcalloc(1, sizeof *m);
@@ -607,17 +626,17 @@ static void start_message(struct qmgr *q, struct qnode *node)
         if (e == ENOENT) {
             notify_forget(cfg->spool_dir, node->qid);
             node_delete(q, node);
-            return;
+            return false;
         }
         /* A damaged queue file is kept for a human to look at, and looked at again rarely. */
         log_err("cannot load qid=%s: %s", node->qid, strerror(e));
         node->due = time(NULL) + (cfg->retry_max > 0 ? cfg->retry_max : 3600);
         arm_wake(q, node->due);
-        return;
+        return false;
     }
     if (release_later(q, node, &m->env, m->fd)) {
         free(m);
-        return;
+        return false;
     }
     struct stat st;
     m->size = fstat(m->fd, &st) == 0 && st.st_size > m->off ? st.st_size - m->off : 0;
@@ -642,7 +661,10 @@ static void start_message(struct qmgr *q, struct qnode *node)
             expire_rcpt(m, i);
             continue;
         }
-        if (r->next_try > m->now)
+        bool held = rcpt_held(cfg, r->addr);
+        if (atrn ? !held || !odmr_list_has(atrn->domains, route_addr_domain(r->addr)) : held)
+            continue;
+        if (r->next_try > m->now && !atrn) /* the customer is online now: no waiting */
             continue;
         if (r->attempts < INT_MAX) /* the count comes from a file: never overflow it */
             r->attempts++;
@@ -652,6 +674,8 @@ static void start_message(struct qmgr *q, struct qnode *node)
             set_result(m, i, RCPT_FAILED, err, "none");
             continue;
         }
+        if (atrn) /* over this customer's connection (outbound_attach_fd) */
+            str_copy(routes[i].key, sizeof routes[i].key, atrn->key);
         if (routes[i].kind == ROUTE_LOCAL) {
             char reply[OB_REPLY_MAX + PATH_MAX], mailbox[PATH_MAX], relay[PATH_MAX + 16];
             enum rcpt_status rs = local_deliver(cfg, env, r, m->fd, m->off, reply,
@@ -707,8 +731,59 @@ static void start_message(struct qmgr *q, struct qnode *node)
     }
     free(routes);
     free(remote);
+    bool submitted = m->njobs > 0;
     if (m->njobs == 0)
         finish_message(m);
+    return submitted;
+}
+
+/* An ATRN request from a worker (control socket, odmr_chan.h): one pass over every idle message with mail
+ * held for the domains, all of it over fd. Messages in a delivery pass right now are left
+ * for the next ATRN. At most QMGR_MAX_INFLIGHT messages per session: the customer asks
+ * again for the rest. */
+static long atrn_request(void *arg, const char *domains, int fd, char *err, size_t errlen)
+{
+    struct qmgr *q = arg;
+    for (const char *p = domains; *p;) {
+        size_t n = strcspn(p, ",");
+        char d[ROUTE_NAME_MAX];
+        if (n == 0 || n >= sizeof d) {
+            close(fd);
+            errorf(err, errlen, "bad domain list");
+            return -1;
+        }
+        memcpy(d, p, n);
+        d[n] = '\0';
+        if (!config_is_odmr_domain(q->cfg, d)) {
+            close(fd);
+            errorf(err, errlen, "%s is not held for ODMR", d);
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    if (q->stopping) {
+        close(fd);
+        errorf(err, errlen, "the queue manager is stopping");
+        return -1;
+    }
+    struct atrn_pass pass = {.domains = domains};
+    snprintf(pass.key, sizeof pass.key, "atrn:%lu", ++q->atrn_seq);
+    rescan(q); /* messages committed a moment ago count too */
+    /* start_message may delete its own node (and only that one): collect first. */
+    struct qnode **idle = xcalloc(q->count ? q->count : 1, sizeof *idle);
+    size_t nidle = 0;
+    for (size_t i = 0; i < q->tsize; i++)
+        for (struct qnode *n = q->table[i]; n; n = n->hnext)
+            if (!n->busy && nidle < q->count)
+                idle[nidle++] = n;
+    long messages = 0;
+    for (size_t i = 0; i < nidle && messages < QMGR_MAX_INFLIGHT; i++)
+        if (start_message(q, idle[i], &pass))
+            messages++;
+    free(idle);
+    outbound_attach_fd(q->ob, pass.key, fd); /* closes fd when there is nothing */
+    log_info("atrn domains=%s messages=%ld session=%s", domains, messages, pass.key);
+    return messages;
 }
 
 /* ---- event callbacks -------------------------------------------------------------------- */
@@ -726,7 +801,8 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
         q->wtail = NULL;
     n->queued = false;
     n->wnext = NULL;
-    start_message(q, n);
+    if (!n->busy) /* busy: an ATRN pass has it; its end schedules the next look */
+        start_message(q, n, NULL);
     schedule_work(q);
 }
 
@@ -948,7 +1024,7 @@ int qmgr_run(const struct config *cfg)
     }
     /* Queue management (tern queue); mail is delivered without it. */
     struct control_hooks hooks = {&q, ctl_busy, ctl_retry_now, ctl_forget, ctl_after_pass,
-                                  ctl_rescan};
+                                  ctl_rescan, atrn_request};
     q.control = control_server_new(cfg, q.base, &hooks, err, sizeof err);
     if (!q.control)
         log_err("control socket unavailable, tern queue will not work: %s", err);

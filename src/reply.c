@@ -76,6 +76,12 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_ETRN_PENDING] = {253, "2.0.0", "OK, pending messages for node started"},
     [RP_ETRN_UNABLE] = {458, "4.3.0", "Unable to queue messages for node"},
     [RP_ETRN_DENIED] = {459, "4.7.1", "Node not allowed"},
+    /* RFC 2645 4.2 (On-Demand Mail Relay) */
+    [RP_ATRN_OK] = {250, "2.0.0", "OK now reversing the connection"},
+    [RP_ATRN_REFUSED] = {450, "4.7.1", "ATRN request refused"},
+    [RP_ATRN_TEMPFAIL] = {451, "4.3.0", "Unable to process ATRN request now"},
+    [RP_ATRN_NO_MAIL] = {453, "4.0.0", "You have no mail"},
+    [RP_ODMR_ONLY] = {502, "5.5.1", "Command not available on the ODMR port: use EHLO, AUTH, ATRN, QUIT (RFC 2645)"},
 };
 
 int reply_code(enum reply_id id)

@@ -70,6 +70,11 @@ enum reply_id {
     RP_ETRN_PENDING,      /* 253 2.0.0 */
     RP_ETRN_UNABLE,       /* 458 4.3.0 */
     RP_ETRN_DENIED,       /* 459 4.7.1 */
+    RP_ATRN_OK,           /* 250 2.0.0 (RFC 2645: the roles turn) */
+    RP_ATRN_REFUSED,      /* 450 4.7.1 */
+    RP_ATRN_TEMPFAIL,     /* 451 4.3.0 */
+    RP_ATRN_NO_MAIL,      /* 453 4.0.0 */
+    RP_ODMR_ONLY,         /* 502 5.5.1 on the ODMR port */
     RP__COUNT
 };
 

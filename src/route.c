@@ -1,5 +1,6 @@
-/* route.c - the routing decision for one recipient domain, pure: local, transport override,
- * smarthost, address literal (RFC 5321 4.1.3), or MX lookup (RFC 5321 5.1). */
+/* route.c - the routing decision for one recipient domain, pure: local, held for ODMR (RFC
+ * 2645), transport override, smarthost, address literal (RFC 5321 4.1.3), or MX lookup (RFC
+ * 5321 5.1). */
 #include "route.h"
 
 #include <arpa/inet.h>
@@ -71,6 +72,12 @@ int route_lookup(const struct config *cfg, const char *domain, struct route *out
     if (config_is_local_domain(cfg, out->domain)) {
         out->kind = ROUTE_LOCAL;
         snprintf(out->key, sizeof out->key, "local:%s", out->domain);
+        return 0;
+    }
+    if (config_is_odmr_domain(cfg, out->domain)) {
+        out->kind = ROUTE_ODMR;
+        out->tls = TLS_POLICY_NONE; /* the customer's connection is the worker's business */
+        snprintf(out->key, sizeof out->key, "odmr:%s", out->domain);
         return 0;
     }
     out->port = 25;

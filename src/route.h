@@ -17,6 +17,8 @@ enum route_kind {
     ROUTE_LOCAL, /* one of our local domains */
     ROUTE_MX,    /* MX lookup of the domain (implicit MX if none) */
     ROUTE_HOST,  /* a fixed host (transport, smarthost) or an address literal: no MX lookup */
+    ROUTE_ODMR,  /* held for On-Demand Mail Relay (odmr_domain, RFC 2645): delivered only over
+                    a customer's ATRN connection (outbound_attach_fd), never by itself */
 };
 
 #define ROUTE_NAME_MAX 256
@@ -29,7 +31,8 @@ struct route {
     unsigned short port;          /* 25 unless configured */
     enum tls_policy tls;          /* never TLS_POLICY_DEFAULT */
     const struct outbound_dest_cfg *dest; /* the transport or smarthost entry, or NULL */
-    char key[ROUTE_NAME_MAX + 16]; /* destination key: "mx:DOMAIN" or "host:HOST:PORT" */
+    char key[ROUTE_NAME_MAX + 16]; /* destination key: "mx:DOMAIN", "host:HOST:PORT",
+                                      "odmr:DOMAIN" (an ATRN session: "atrn:N") */
 };
 
 /* Route a recipient domain. Returns 0, or -1 with an explanation beginning with an enhanced

@@ -109,6 +109,7 @@ static const char *kind_name(enum listen_kind k)
     case LISTEN_SMTP: return "smtp";
     case LISTEN_SUBMISSION: return "submission";
     case LISTEN_SMTPS: return "smtps";
+    case LISTEN_ODMR: return "odmr";
     }
     return "?";
 }

@@ -28,12 +28,14 @@
 #include "authlock.h"
 #include "control_async.h"
 #include "log.h"
+#include "odmr_chan.h"
 #include "reply.h"
 #include "session.h"
 #include "smtp_parse.h"
 #include "util.h"
 
 #define PEER_BUCKETS 1024
+#define RELAY_HIGH (1u << 20) /* ATRN relay: stop reading the queue manager above this */
 
 struct peer_count {
     struct peer_count *next;
@@ -74,6 +76,10 @@ struct conn {
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
     struct control_async *ctl;    /* ETRN: a request to the queue manager in progress */
+    /* ATRN (RFC 2645): the request to the queue manager, then the relay to it */
+    struct odmr_req *atrn_req;
+    int atrn_fd;                  /* our end of the socketpair, -1 if none */
+    struct bufferevent *pair;     /* relaying: the queue manager's SMTP client */
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -133,6 +139,11 @@ static void conn_free(struct conn *c)
     if (c->held)
         evbuffer_free(c->held);
     control_async_cancel(c->ctl);
+    odmr_req_cancel(c->atrn_req);
+    if (c->atrn_fd >= 0)
+        close(c->atrn_fd);
+    if (c->pair)
+        bufferevent_free(c->pair);
     session_free(c->session);
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
@@ -347,12 +358,98 @@ static void tls_ready(struct conn *c)
     process_input(c, bufferevent_get_input(c->bev));
 }
 
+/* ---- ATRN: the turned connection (RFC 2645) -------------------------------------------- */
+
+/* Queue manager -> customer. */
+static void pair_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (bufferevent_write_buffer(c->bev, bufferevent_get_input(bev)) < 0)
+        log_err("cannot relay: out of memory");
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > RELAY_HIGH)
+        bufferevent_disable(bev, EV_READ); /* conn_write resumes when the customer caught up */
+}
+
+/* The queue manager is done (QUIT answered) or gone: let the last bytes out, then close. */
+static void pair_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)what;
+    struct conn *c = arg;
+    pair_read(bev, c);
+    bufferevent_free(c->pair);
+    c->pair = NULL;
+    log_info("atrn client=[%s] relay finished", c->peer->addr);
+    conn_close(c);
+}
+
+/* The roles have turned: from now on the connection carries the queue manager's SMTP
+ * client; whatever the customer already sent (its 220) goes first. Its read timeout is the
+ * queue manager's business (its client has RFC 5321 timeouts and closes the pair). */
+static void relay_start(struct conn *c)
+{
+    c->pair = bufferevent_socket_new(c->w->base, c->atrn_fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->pair) {
+        log_err("cannot relay ATRN client=[%s]: out of memory", c->peer->addr);
+        session_abort(c->session);
+        conn_close(c);
+        return;
+    }
+    c->atrn_fd = -1;
+    struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    bufferevent_setcb(c->pair, pair_read, NULL, pair_event, c);
+    bufferevent_enable(c->pair, EV_READ | EV_WRITE);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (evbuffer_get_length(in) > 0 && bufferevent_write_buffer(c->pair, in) < 0)
+        log_err("cannot relay: out of memory");
+}
+
+static void on_atrn_answer(void *arg, long messages, const char *why)
+{
+    struct conn *c = arg;
+    c->atrn_req = NULL;
+    if (messages <= 0 && c->atrn_fd >= 0) {
+        close(c->atrn_fd);
+        c->atrn_fd = -1;
+    }
+    session_atrn_result(c->session, messages, why);
+    if (session_mode(c->session) == MODE_RELAY)
+        relay_start(c);
+    else
+        process_input(c, bufferevent_get_input(c->bev)); /* commands pipelined meanwhile */
+}
+
+/* The session accepted an ATRN: hand one end of a socketpair to the queue manager. */
+static void session_atrn(void *ctx, const char *domains)
+{
+    struct conn *c = ctx;
+    char err[256] = "cannot create a socket pair";
+    int sp[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0) {
+        c->atrn_req = odmr_chan_request(c->w->base, c->w->cfg, domains, sp[1], on_atrn_answer,
+                                        c, err, sizeof err);
+        close(sp[1]); /* the queue manager has its own copy now */
+        if (c->atrn_req && evutil_make_socket_nonblocking(sp[0]) == 0) {
+            c->atrn_fd = sp[0];
+            return;
+        }
+        close(sp[0]);
+        if (c->atrn_req) {
+            odmr_req_cancel(c->atrn_req);
+            c->atrn_req = NULL;
+        }
+    }
+    log_warn("atrn client=[%s]: %s", c->peer->addr, err);
+    session_atrn_result(c->session, -1, "the queue manager is not available");
+}
+
 /* Hand complete command lines or DATA/BDAT octets to the session, as its mode asks. */
 static void process_input(struct conn *c, struct evbuffer *in)
 {
     for (;;) {
         enum session_mode mode = session_mode(c->session);
-        if (mode == MODE_CLOSE || mode == MODE_STARTTLS || mode == MODE_WAIT || c->paused)
+        if (mode == MODE_CLOSE || mode == MODE_STARTTLS || mode == MODE_WAIT ||
+            mode == MODE_RELAY || c->paused)
             break;
         size_t have = evbuffer_get_length(in);
         if (have == 0)
@@ -405,6 +502,11 @@ static void process_input(struct conn *c, struct evbuffer *in)
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
+    if (c->pair) { /* ATRN relay: customer -> queue manager */
+        if (bufferevent_write_buffer(c->pair, bufferevent_get_input(bev)) < 0)
+            log_err("cannot relay: out of memory");
+        return;
+    }
     if (c->handshaking || c->closing || c->paused)
         return; /* tls_ready() processes what arrived with the handshake */
     process_input(c, bufferevent_get_input(bev));
@@ -414,6 +516,8 @@ static void conn_write(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     struct conn *c = arg;
+    if (c->pair)
+        bufferevent_enable(c->pair, EV_READ); /* the customer caught up (RELAY_HIGH) */
     if (c->closing)
         conn_finish(c);
 }
@@ -537,7 +641,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause,
-                            .control = session_control};
+                            .control = session_control, .atrn = session_atrn};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
     if (s) {
         session_set_users(s, w->users);
@@ -555,6 +659,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     pc->count++;
+    c->atrn_fd = -1;
     c->w = w;
     c->bev = bev;
     c->session = s;

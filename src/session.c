@@ -25,6 +25,7 @@
 #include "data_reader.h"
 #include "envelope.h"
 #include "log.h"
+#include "odmr.h"
 #include "queue.h"
 #include "received.h"
 #include "reply.h"
@@ -56,6 +57,8 @@ enum state {
     ST_DATA,      /* reading DATA content */
     ST_BDAT,      /* BDAT chunks in progress (between chunks, or reading one) */
     ST_STARTTLS,  /* 220 sent to STARTTLS, waiting for the handshake */
+    ST_ATRN_WAIT, /* ATRN: waiting for the queue manager (RFC 2645) */
+    ST_TURNED,    /* 250 to ATRN sent: the connection is the queue manager's now */
     ST_CLOSED,
 };
 
@@ -98,6 +101,7 @@ struct session {
     /* ETRN (RFC 1985) */
     bool etrn_waiting;              /* io->control called, session_control_done not yet */
     char etrn_node[SMTP_DOMAIN_MAX + 2]; /* "example.org" or "@example.org", for the reply */
+    char atrn_domains[ODMR_LIST_MAX]; /* ATRN in progress or done: the domains asked for */
 };
 
 /* ---- replies ---------------------------------------------------------------------------- */
@@ -347,12 +351,22 @@ static const char *auth_mechanisms(const struct session *s, char *buf, size_t ca
 }
 
 static void future_release_keyword(const struct session *s, char *buf, size_t cap);
+static bool is_odmr(const struct session *s)
+{
+    return s->listener && s->listener->kind == LISTEN_ODMR;
+}
+
+static void odmr_ehlo(struct session *s);
 
 static void cmd_ehlo(struct session *s, const char *arg, size_t arglen)
 {
     if (!helo_common(s, arg, arglen, "EHLO"))
         return;
     s->esmtp = true;
+    if (is_odmr(s)) {
+        odmr_ehlo(s);
+        return;
+    }
     char line[SMTP_REPLY_MAX], auth[80], mechs[64], future[80];
     snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     reply_line(s, RP_HELO, true, line);
@@ -548,7 +562,10 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
         snprintf(addr, sizeof addr, "%.*s%s", (int)(strrchr(path.addr, '@') - path.addr + 1),
                  path.addr, domain);
     bool local_domain = config_is_local_domain(s->cfg, domain);
-    if (!local_domain && !s->authenticated && !config_relay_allowed(s->cfg, s->peer)) {
+    /* Mail for a domain held for ODMR is accepted from anyone, as its backup MX would. */
+    bool odmr_held = !local_domain && config_is_odmr_domain(s->cfg, domain);
+    if (!local_domain && !odmr_held && !s->authenticated &&
+        !config_relay_allowed(s->cfg, s->peer)) {
         /* Only authenticated users and clients in relay_networks may relay: tern is never
          * an open relay. */
         log_info("reject client=[%s] from=<%s> to=<%s> reason=relay", s->peer, s->env.sender,
@@ -556,7 +573,10 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
         replyf(s, RP_RELAY_DENIED, "<%s>: Relay access denied", path.addr);
         return;
     }
-    if (!local_domain) {
+    if (odmr_held) {
+        log_info("hold client=[%s] from=<%s> to=<%s> reason=odmr", s->peer, s->env.sender,
+                 path.addr);
+    } else if (!local_domain) {
         log_info("relay client=[%s] from=<%s> to=<%s> relay=%s", s->peer, s->env.sender,
                  path.addr, s->authenticated ? "authenticated" : "allowed");
     } else if (!config_has_mailbox(s->cfg, local, domain)) {
@@ -1280,11 +1300,101 @@ void session_control_done(struct session *s, long n, const char *err)
                n == 1 ? "" : "s", s->etrn_node);
 }
 
-/* Commands of RFC 821/5321 and common extensions that tern does not (yet) do: an honest 502. */
-static void cmd_not_implemented(struct session *s, const char *arg, size_t arglen)
+/* ---- On-Demand Mail Relay (RFC 2645) ------------------------------------------------------ */
+
+/* The ODMR port's EHLO: only what can be used there (RFC 2645 4.1: AUTH and ATRN). */
+static void odmr_ehlo(struct session *s)
 {
-    (void)arg, (void)arglen;
-    error_reply(s, RP_NOT_IMPLEMENTED, NULL);
+    char line[SMTP_REPLY_MAX], auth[80], mechs[64];
+    snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
+    reply_line(s, RP_HELO, true, line);
+    const char *m = auth_mechanisms(s, mechs, sizeof mechs);
+    snprintf(auth, sizeof auth, "AUTH %s", m);
+    const char *ext[] = {"ENHANCEDSTATUSCODES", "STARTTLS", auth, "ATRN", "HELP"};
+    for (size_t i = 0; i < ARRAY_LEN(ext); i++) {
+        if ((ext[i] == auth && m[0] == '\0') ||
+            (strcmp(ext[i], "STARTTLS") == 0 && !starttls_offered(s)))
+            continue;
+        reply_line(s, RP_HELO, i + 1 < ARRAY_LEN(ext), ext[i]);
+    }
+}
+
+/* What the ODMR port accepts: the session of RFC 2645 4, and the means to get there. */
+static bool odmr_allows(const char *verb)
+{
+    static const char *const ok[] = {"EHLO", "AUTH", "ATRN", "QUIT", "RSET", "NOOP", "HELP",
+                                     "STARTTLS"};
+    for (size_t i = 0; i < ARRAY_LEN(ok); i++)
+        if (strcmp(ok[i], verb) == 0)
+            return true;
+    return false;
+}
+
+static void cmd_atrn(struct session *s, const char *arg, size_t arglen)
+{
+    if (!is_odmr(s)) {
+        error_reply(s, RP_NOT_IMPLEMENTED, "ATRN is only available on the ODMR port (RFC 2645)");
+        return;
+    }
+    if (s->state == ST_CONNECTED || !s->esmtp) {
+        error_reply(s, RP_BAD_SEQUENCE, "Send EHLO first");
+        return;
+    }
+    if (s->listener->require_tls && !s->tls) {
+        error_reply(s, RP_TLS_REQUIRED, NULL);
+        return;
+    }
+    if (!s->authenticated) {
+        error_reply(s, RP_AUTH_REQUIRED, "Authentication required: AUTH before ATRN (RFC 2645)");
+        return;
+    }
+    char bad[SMTP_DOMAIN_MAX + 1];
+    switch (odmr_atrn_domains(s->cfg, s->auth_user, arg, arglen, s->atrn_domains,
+                              sizeof s->atrn_domains, bad, sizeof bad)) {
+    case ODMR_OK:
+        break;
+    case ODMR_SYNTAX:
+        error_reply(s, RP_SYNTAX, "Syntax: ATRN [domain[,domain...]]");
+        return;
+    case ODMR_NOT_ENTITLED:
+        log_info("atrn client=[%s] user=%s domain=%s result=refused", s->peer, s->auth_user, bad);
+        replyf(s, RP_ATRN_REFUSED, "ATRN request refused: %s may not receive mail for %s",
+               s->auth_user, bad);
+        return;
+    case ODMR_NO_DOMAINS:
+        log_info("atrn client=[%s] user=%s result=refused reason=no-domains", s->peer,
+                 s->auth_user);
+        replyf(s, RP_ATRN_REFUSED, "ATRN request refused: no ODMR domain is configured for %s",
+               s->auth_user);
+        return;
+    }
+    if (!s->io.atrn) {
+        reply(s, RP_ATRN_TEMPFAIL);
+        return;
+    }
+    log_info("atrn client=[%s] user=%s domains=%s", s->peer, s->auth_user, s->atrn_domains);
+    s->state = ST_ATRN_WAIT;
+    s->io.atrn(s->io.ctx, s->atrn_domains);
+}
+
+void session_atrn_result(struct session *s, long messages, const char *why)
+{
+    if (s->state != ST_ATRN_WAIT)
+        return;
+    log_info("atrn client=[%s] user=%s domains=%s messages=%ld%s%s", s->peer, s->auth_user,
+             s->atrn_domains, messages, why ? " error=" : "", why ? why : "");
+    if (messages > 0) {
+        s->state = ST_TURNED;
+        replyf(s, RP_ATRN_OK, "OK now reversing the connection (%ld message%s for %s)",
+               messages, messages == 1 ? "" : "s", s->atrn_domains);
+        return;
+    }
+    s->state = ST_READY;
+    if (messages == 0)
+        reply(s, RP_ATRN_NO_MAIL);
+    else
+        replyf(s, RP_ATRN_TEMPFAIL, "Unable to process ATRN request now%s%s", why ? ": " : "",
+               why ? why : "");
 }
 
 static const struct command {
@@ -1308,7 +1418,7 @@ static const struct command {
     {"STARTTLS", cmd_starttls, "STARTTLS (then the TLS handshake; EHLO again afterwards)"},
     {"AUTH", cmd_auth, "AUTH mechanism [initial-response] (RFC 4954; after EHLO)"},
     {"ETRN", cmd_etrn, "ETRN domain | @domain (and subdomains) (RFC 1985; AUTH or etrn_networks)"},
-    {"ATRN", cmd_not_implemented, NULL},
+    {"ATRN", cmd_atrn, "ATRN [domain[,domain...]] (RFC 2645; on the ODMR port, after AUTH)"},
     {"TURN", cmd_turn, "TURN: refused (RFC 2821 4.1.1: unsafe); use AUTH, then ATRN"},
     {"SEND", cmd_send, "SEND FROM:<address>: refused (no terminals here); use MAIL, SOML or SAML"},
     {"SOML", cmd_mail, "SOML FROM:<address> [parameters]: like MAIL (delivered to the mailbox)"},
@@ -1367,6 +1477,10 @@ void session_line(struct session *s, const char *line, size_t len)
     /* Only AUTH may be longer than an ordinary command line (RFC 4954 4). */
     if (len + 2 > SMTP_CMDLINE_MAX && strcmp(cl.verb, "AUTH") != 0) {
         error_reply(s, RP_LINE_TOO_LONG, NULL);
+        return;
+    }
+    if (is_odmr(s) && !odmr_allows(cl.verb)) {
+        error_reply(s, RP_ODMR_ONLY, NULL);
         return;
     }
     for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
@@ -1505,13 +1619,15 @@ void session_abort(struct session *s)
 void session_timeout(struct session *s)
 {
     log_info("timeout client=[%s] state=%d", s->peer, (int)s->state);
-    reply(s, RP_TIMEOUT);
+    if (s->state != ST_TURNED) /* the connection carries the queue manager's SMTP now */
+        reply(s, RP_TIMEOUT);
     session_abort(s);
 }
 
 void session_shutdown(struct session *s)
 {
-    reply(s, RP_SHUTDOWN);
+    if (s->state != ST_TURNED)
+        reply(s, RP_SHUTDOWN);
     session_abort(s);
 }
 
@@ -1523,6 +1639,10 @@ enum session_mode session_mode(const struct session *s)
         return MODE_STARTTLS;
     if (s->etrn_waiting)
         return MODE_WAIT;
+    if (s->state == ST_ATRN_WAIT)
+        return MODE_WAIT;
+    if (s->state == ST_TURNED)
+        return MODE_RELAY;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

@@ -16,8 +16,11 @@ enum session_mode {
     MODE_DATA,   /* inside DATA: dot-stuffed text until <CRLF>.<CRLF> */
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
-    MODE_WAIT,   /* waiting for the queue manager (ETRN): keep input until session_control_done */
+    MODE_WAIT,   /* waiting for the queue manager (ETRN, ATRN): keep input until
+                    session_control_done / session_atrn_result */
     MODE_CLOSE,  /* the session is over: flush output and close */
+    MODE_RELAY,  /* after "250" to ATRN the roles turned (RFC 2645): the connection now carries
+                    the queue manager's SMTP client; relay bytes, the session is done */
 };
 
 struct session_io {
@@ -29,6 +32,9 @@ struct session_io {
     /* Optional (NULL: ETRN answers 458). Send one request line to the queue manager's control
      * socket (control.h) and call session_control_done with the result, later or at once. */
     void (*control)(void *ctx, const char *request);
+    /* Optional (NULL: ATRN answers 451). Ask the queue manager for the held mail of these
+     * domains (comma-separated, RFC 2645); the I/O layer answers with session_atrn_result. */
+    void (*atrn)(void *ctx, const char *domains);
 };
 
 struct users;
@@ -52,6 +58,10 @@ struct authlock;
 void session_set_authlock(struct session *s, struct authlock *t);
 /* The user name after a successful AUTH, or NULL. */
 const char *session_auth_user(const struct session *s);
+
+/* The queue manager's answer to io->atrn: messages waiting (>0: 250 and the roles turn,
+ * MODE_RELAY; 0: 453), or -1 with why (451). */
+void session_atrn_result(struct session *s, long messages, const char *why);
 
 /* Send the greeting. */
 void session_start(struct session *s);

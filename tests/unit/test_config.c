@@ -606,7 +606,7 @@ static void test_listen(void **state)
         {"listen 127.0.0.1:99999999999999999999999\n",
          "listen: bad port in '127.0.0.1:99999999999999999999999' (expected 1 to 65535)"},
         {"listen [::1]:25 lmtp\n",
-         "listen: unknown kind 'lmtp' (expected smtp, submission or smtps)"},
+         "listen: unknown kind 'lmtp' (expected smtp, submission, smtps or odmr)"},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         char t[256], m[512];

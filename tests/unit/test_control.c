@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -146,6 +148,21 @@ static void h_after(void *arg, const char *qid, enum control_after w)
     note(w == CONTROL_AFTER_DELETE ? "after-delete" : "after-hold", qid);
 }
 static void h_rescan(void *arg) { (void)arg; note("rescan", "-"); }
+/* ATRN (RFC 2645): write on the passed connection, so the test sees it arrived. */
+static long h_atrn(void *arg, const char *domains, int fd, char *err, size_t errlen)
+{
+    (void)arg;
+    if (strcmp(domains, "none.test") == 0) {
+        close(fd);
+        snprintf(err, errlen, "none.test is not held for ODMR");
+        return -1;
+    }
+    char line[300];
+    int n = snprintf(line, sizeof line, "mail for %s\r\n", domains);
+    (void)!write(fd, line, (size_t)n);
+    close(fd);
+    return 2;
+}
 
 static void make_msg(const char *sender, const char *rcpt, char qid[QUEUE_ID_MAX])
 {
@@ -203,7 +220,7 @@ static int setup_server(void **state)
     if (server_pid == 0) {
         close(ready[0]);
         struct event_base *base = event_base_new();
-        struct control_hooks hooks = {NULL, h_busy, h_retry, h_forget, h_after, h_rescan};
+        struct control_hooks hooks = {NULL, h_busy, h_retry, h_forget, h_after, h_rescan, h_atrn};
         struct control_server *s = control_server_new(&cfg, base, &hooks, err, sizeof err);
         if (!s)
             _exit(1);
@@ -226,6 +243,67 @@ static int teardown_server(void **state)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", spool);
     return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A request with a descriptor attached (pass >= 0), as an SMTP worker sends ATRN; the whole
+ * answer into reply. */
+static void req_fd(const char *line, int pass, char *reply, size_t cap)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(control_socket_path(&cfg, sa.sun_path, sizeof sa.sun_path));
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = (void *)line, .iov_len = strlen(line)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (pass >= 0) {
+        msg.msg_control = ctl.b;
+        msg.msg_controllen = sizeof ctl.b;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pass, sizeof pass);
+    }
+    assert_int_equal(sendmsg(s, &msg, 0), (ssize_t)strlen(line));
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < cap && (n = read(s, reply + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
+    reply[got] = '\0';
+    close(s);
+}
+
+static void test_atrn_passes_fd(void **state)
+{
+    (void)state;
+    char reply[512], buf[128] = "";
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+    req_fd("ATRN example.net,b.test\n", sp[1], reply, sizeof reply);
+    close(sp[1]);
+    assert_string_equal(reply, "OK 2\n.\n");
+    ssize_t n = read(sp[0], buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_string_equal(buf, "mail for example.net,b.test\r\n"); /* the hook had the fd */
+    close(sp[0]);
+    req_fd("ATRN example.net\n", -1, reply, sizeof reply);
+    assert_non_null(strstr(reply, "ERR ATRN: no connection passed"));
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+    req_fd("ATRN none.test\n", sp[1], reply, sizeof reply);
+    close(sp[1]);
+    assert_string_equal(reply, "ERR none.test is not held for ODMR\n.\n");
+    assert_int_equal(read(sp[0], buf, sizeof buf), 0); /* closed by the hook */
+    close(sp[0]);
+    /* an ordinary request still works after descriptor passing */
+    req_fd("LIST\n", -1, reply, sizeof reply);
+    assert_string_equal(reply, "OK 0\nMail queue is empty\n.\n");
 }
 
 static long req(const char *line, char **reply, char *err)
@@ -349,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_age_and_entry),
         cmocka_unit_test(test_write_data),
         cmocka_unit_test_setup_teardown(test_round_trips, setup_server, teardown_server),
+        cmocka_unit_test_setup_teardown(test_atrn_passes_fd, setup_server, teardown_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

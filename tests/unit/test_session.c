@@ -665,7 +665,7 @@ static void test_help_lists_commands(void **state)
             fail_msg("%s: %s", line, r);
     }
     assert_non_null(strstr(cmd(s, "HELP MAIL"), "HOLDFOR=seconds"));
-    assert_true(strncmp(cmd(s, "HELP ATRN"), "504 ", 4) == 0); /* not this branch's to list */
+    assert_true(strncmp(cmd(s, "HELP ATRN"), "214 2.0.0 ATRN", 14) == 0);
     session_free(s);
 }
 
@@ -829,6 +829,84 @@ static void test_etrn_answers(void **state)
     config_free(&c);
 }
 
+/* ATRN on the ODMR listener (RFC 2645): its command set, AUTH first, entitlement, and the
+ * hand-over through io->atrn and session_atrn_result; held domains on the smtp listener. */
+static char atrn_asked[256];
+static void atrn_cb(void *ctx, const char *domains)
+{
+    (void)ctx;
+    str_copy(atrn_asked, sizeof atrn_asked, domains);
+}
+
+static void test_odmr_atrn(void **state)
+{
+    (void)state;
+    struct users u = {0};
+    struct user_entry e;
+    char err[200];
+    assert_int_equal(users_make_entry(&e, "ann", "pw 1", false, 4096, err, sizeof err), 0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    char *ann[] = {"ann"}, *bob[] = {"bob"};
+    struct odmr_domain_cfg od[] = {{"cust.test", ann, 1}, {"other.test", bob, 1}};
+    struct config c2 = cfg;
+    c2.odmr_domains = od;
+    c2.nodmr_domains = 2;
+    c2.auth_plaintext_loopback = true;
+    c2.max_errors = 100;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_ODMR;
+    struct session_io io = {.write = capture, .ctx = NULL, .atrn = atrn_cb};
+    struct session *s = session_new(&c2, &l, "127.0.0.1", &io);
+    session_set_users(s, &u);
+    session_start(s);
+    cmd(s, "EHLO customer.test");
+    assert_non_null(strstr(out, "250-ATRN\r\n"));
+    assert_null(strstr(out, "SIZE"));
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test>"), "502 5.5.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "ATRN cust.test"), "530 5.7.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), "235 2.7.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "ATRN other.test"), "450 4.7.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "ATRN cust.test,"), "501 5.5.4 ", 10) == 0);
+    atrn_asked[0] = '\0';
+    assert_string_equal(cmd(s, "ATRN"), ""); /* waits for the queue manager */
+    assert_string_equal(atrn_asked, "cust.test");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    outlen = 0;
+    session_atrn_result(s, 0, NULL);
+    assert_true(strncmp(out, "453 4.0.0 ", 10) == 0);
+    assert_int_equal(session_mode(s), MODE_LINE);
+    cmd(s, "ATRN cust.test");
+    outlen = 0;
+    session_atrn_result(s, -1, "no queue manager");
+    assert_true(strncmp(out, "451 4.3.0 ", 10) == 0);
+    assert_non_null(strstr(out, "no queue manager"));
+    atrn_asked[0] = '\0';
+    cmd(s, "ATRN CUST.TEST");
+    assert_string_equal(atrn_asked, "cust.test");
+    outlen = 0;
+    session_atrn_result(s, 2, NULL);
+    assert_true(strncmp(out, "250 2.0.0 OK now reversing the connection", 41) == 0);
+    assert_int_equal(session_mode(s), MODE_RELAY);
+    outlen = 0;
+    out[0] = '\0';
+    session_timeout(s); /* the connection is the queue manager's: nothing written into it */
+    assert_int_equal(outlen, 0);
+    session_free(s);
+
+    /* The smtp listener: held domains accepted from anyone, no relay, no ATRN. */
+    struct session_io io0 = {.write = capture, .ctx = NULL};
+    s = session_new(&c2, &cfg.listen[0], "192.0.2.1", &io0);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@cust.test>"), "250 2.1.5 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "554 5.7.1 ", 10) == 0);
+    cmd(s, "RSET");
+    assert_true(strncmp(cmd(s, "ATRN cust.test"), "502 5.5.1 ", 10) == 0);
+    session_free(s);
+    users_free(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -852,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_future_release),
         cmocka_unit_test(test_etrn),
         cmocka_unit_test(test_etrn_answers),
+        cmocka_unit_test(test_odmr_atrn),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
