@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aliases.h"
 #include "dns.h"
 #include "util.h"
 
@@ -376,6 +377,21 @@ static int kw_bool(struct parser *p, const struct keyword *kw, char **argv, size
     else
         return perr(p, "%s: expected 'on' or 'off', got '%s'", kw->name, argv[0]);
     return 0;
+}
+
+/* "allow_pipe_aliases off": delivery to "|command" alias targets is not implemented, so the
+ * keyword only states the default; "on" is refused rather than silently ignored. */
+static int kw_allow_pipe_aliases(struct parser *p, const struct keyword *kw, char **argv,
+                                 size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    if (strcmp(argv[0], "off") == 0)
+        return 0;
+    if (strcmp(argv[0], "on") == 0)
+        return perr(p, "%s on: delivery to commands is not implemented; \"|command\" alias "
+                    "targets are refused (550 5.7.1)", kw->name);
+    return perr(p, "%s: expected 'on' or 'off', got '%s'", kw->name, argv[0]);
 }
 
 /* sender_login USER ADDR|@DOMAIN... */
@@ -873,6 +889,11 @@ static const struct keyword keywords[] = {
     {"sender_login", kw_sender_login, 0, 0, 0, true},
     {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
+    {"aliases", kw_path, F(aliases_file), 0, 0, false},
+    {"virtual_aliases", kw_path, F(virtual_aliases_file), 0, 0, false},
+    {"relocated", kw_path, F(relocated_file), 0, 0, false},
+    {"allow_include", kw_bool, F(allow_include), 0, 0, false},
+    {"allow_pipe_aliases", kw_allow_pipe_aliases, 0, 0, 0, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1107,6 +1128,7 @@ static void set_defaults(struct config *cfg)
     cfg->outbound_idle = 5;
     cfg->auth_max_failures = 10;
     cfg->auth_lockout = 900;
+    cfg->allow_include = true;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1228,6 +1250,11 @@ void config_free(struct config *cfg)
         free(cfg->sender_logins[i].addr);
     }
     free(cfg->sender_logins);
+    free(cfg->aliases_file);
+    free(cfg->virtual_aliases_file);
+    free(cfg->relocated_file);
+    aliases_free(cfg->aliases);
+    free(cfg->aliases);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }

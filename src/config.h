@@ -168,7 +168,17 @@ struct config {
                                    0 = never lock */
     int auth_lockout;           /* seconds locked out (and the window failures count in);
                                    default 15 min */
+
+    /* ---- aliases (docs/aliases.md) ---- */
+    char *aliases_file;         /* "aliases FILE": aliases(5) for the local domains; NULL = none */
+    char *virtual_aliases_file; /* "virtual_aliases FILE": user@domain / @domain targets */
+    char *relocated_file;       /* "relocated FILE": user@domain new@address (551 5.1.6) */
+    bool allow_include;         /* "allow_include on|off": :include: files; default on */
+    struct alias_db *aliases;   /* the maps, read by aliases_load (not by the pure parser);
+                                   NULL = none; freed by config_free */
 };
+
+struct alias_db;
 
 /* The configuration compiled into the binary (etc/tern.conf). */
 extern const char config_embedded[];

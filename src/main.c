@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "newaliases.h"
 #include "send.h"
 #include "serve.h"
 #include "user_cmd.h"
@@ -24,6 +25,7 @@ static const struct command commands[] = {
     {"send", send_main, "walk one SMTP session and explain every reply (--to ADDR ...)"},
     {"check", check_main, "deliverability report for a mail domain (MX, TLS, SPF, DMARC, ...)"},
     {"user", user_main, "manage the SMTP AUTH users file (add, passwd, del, list)"},
+    {"newaliases", newaliases_main, "check the alias files and make the server reload them"},
     {"version", cmd_version, "print tern's version"},
     {"help", cmd_help, "list the commands"},
 };
@@ -56,6 +58,10 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Installed as "newaliases" (a link to tern), it is that command, as with sendmail. */
+    const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    if (argc > 0 && strcmp(base ? base + 1 : argv[0], "newaliases") == 0)
+        return newaliases_main(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

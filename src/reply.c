@@ -61,6 +61,9 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_AUTH_TEMPFAIL] = {454, "4.7.0", "Temporary authentication failure"},
     [RP_AUTH_LOCKED] = {454, "4.7.0", "Too many failed authentication attempts from your address; try again later"},
     [RP_SENDER_NOT_OWNED] = {553, "5.7.1", "Sender address not owned by the authenticated user"},
+    [RP_USER_MOVED] = {551, "5.1.6", "User has moved"},
+    [RP_ALIAS_LOOP] = {550, "5.4.6", "Alias expansion loop"},
+    [RP_ALIAS_REFUSED] = {550, "5.7.1", "Alias target refused by local policy"},
 };
 
 int reply_code(enum reply_id id)

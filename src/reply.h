@@ -59,6 +59,10 @@ enum reply_id {
     RP_AUTH_TEMPFAIL,     /* 454 4.7.0 */
     RP_AUTH_LOCKED,       /* 454 4.7.0 */
     RP_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+    /* aliases (docs/aliases.md) */
+    RP_USER_MOVED,        /* 551 5.1.6 (RFC 5321 3.4, relocated map) */
+    RP_ALIAS_LOOP,        /* 550 5.4.6 */
+    RP_ALIAS_REFUSED,     /* 550 5.7.1 */
     RP__COUNT
 };
 
