@@ -79,11 +79,11 @@ static long spool_lock_holder(const char *spool)
     return found;
 }
 
-/* Expand every alias once, as a RCPT would: loops are errors, refused and unknown targets
- * warnings. Returns the number of errors. */
-static int check_expansions(const struct config *cfg, const struct alias_db *db, int *warnings)
+/* Expand every alias once, as a RCPT would, and warn about what will be refused (loops,
+ * commands, files) or bounce (targets that are not mailboxes). These are warnings, not
+ * errors: the server loads such files, and refuses only the affected recipients. */
+static void check_expansions(const struct config *cfg, const struct alias_db *db, int *warnings)
 {
-    int errors = 0;
     const struct alias_map *maps[] = {&db->local, &db->virt};
     for (size_t m = 0; m < ARRAY_LEN(maps); m++) {
         for (size_t i = 0; i < maps[m]->n; i++) {
@@ -104,8 +104,9 @@ static int check_expansions(const struct config *cfg, const struct alias_db *db,
             struct alias_expansion ex;
             enum alias_status st = aliases_expand(db, cfg, addr, &ex);
             if (st == ALIAS_LOOP || st == ALIAS_TOO_DEEP || st == ALIAS_TOO_MANY) {
-                printf("%s:%zu: error: %s: %s\n", e->file, e->line, e->key, ex.detail);
-                errors++;
+                printf("%s:%zu: warning: %s: %s (refused with 550 5.4.6)\n", e->file, e->line,
+                       e->key, ex.detail);
+                ++*warnings;
             } else if (st == ALIAS_REFUSED) {
                 printf("%s:%zu: warning: %s: target %s is refused (550 5.7.1): tern does not "
                        "deliver to commands or files\n", e->file, e->line, e->key, ex.detail);
@@ -125,7 +126,6 @@ static int check_expansions(const struct config *cfg, const struct alias_db *db,
             alias_expansion_free(&ex);
         }
     }
-    return errors;
 }
 
 int newaliases_main(int argc, char **argv)
@@ -173,14 +173,10 @@ int newaliases_main(int argc, char **argv)
     }
     const struct alias_db *db = cfg.aliases;
     int warnings = 0;
-    int errors = check_expansions(&cfg, db, &warnings);
-    printf("newaliases: %zu aliases, %zu virtual aliases, %zu relocated, %zu :include: files; "
-           "%d error%s, %d warning%s\n", db->local.n, db->virt.n, db->relocated.n,
-           db->include.n, errors, errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
-    if (errors) {
-        fprintf(stderr, "newaliases: not reloading: fix the errors above\n");
-        goto out;
-    }
+    check_expansions(&cfg, db, &warnings);
+    printf("newaliases: %s: %zu aliases, %zu virtual aliases, %zu relocated, %zu :include: "
+           "files; %d warning%s\n", cfg.path, db->local.n, db->virt.n, db->relocated.n,
+           db->include.n, warnings, warnings == 1 ? "" : "s");
     rc = 0;
     if (check_only)
         goto out;
