@@ -35,7 +35,8 @@ static void check_expansion(const struct alias_db *db, const char *addr)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!ready) {
-        const char *text = "local_domain example.test\nmailbox a@example.test b@example.test\n";
+        const char *text = "listen 127.0.0.1:2525\nlocal_domain example.test\n"
+                           "mailbox a@example.test b@example.test\n";
         char e[128];
         if (config_parse(&cfg, "c", text, strlen(text), e, sizeof e) < 0)
             abort();

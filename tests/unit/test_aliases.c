@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,26 +19,37 @@
 #include "util.h"
 
 static struct config cfg;
+static char topdir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    const char *text = "hostname mx.test\nlisten 127.0.0.1:2525\nlocal_domain example.test\n"
-                       "local_domain other.test\n"
-                       "mailbox alice@example.test bob@example.test carol@example.test\n"
-                       "mailbox postmaster@example.test alice@other.test\n"
-                       "spool /nonexistent/spool\nvrfy on\n";
+    char *tmp = strcpy(topdir, "/tmp/tern-aliases-XXXXXX");
+    assert_non_null(mkdtemp(tmp));
+    char text[1024];
+    snprintf(text, sizeof text,
+             "hostname mx.test\nlisten 127.0.0.1:2525\nlocal_domain example.test\n"
+             "local_domain other.test\n"
+             "mailbox alice@example.test bob@example.test carol@example.test\n"
+             "mailbox postmaster@example.test alice@other.test\n"
+             "spool %s/spool\nvrfy on\n", topdir);
     char err[256];
     if (config_parse(&cfg, "test", text, strlen(text), err, sizeof err) != 0)
         fail_msg("config: %s", err);
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static int teardown(void **state)
 {
     (void)state;
     config_free(&cfg);
-    return 0;
+    return nftw(topdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A db from literal texts (NULL: that map is empty); finish is asserted to succeed. */
@@ -322,7 +334,36 @@ static void test_session(void **state)
     assert_true(strncmp(cmd(s, "RCPT TO:<cmd@example.test>"), "550 5.7.1 ", 10) == 0);
     assert_non_null(strstr(out, "command"));
     assert_true(strncmp(cmd(s, "RCPT TO:<nobody@example.test>"), "550 5.1.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "DATA"), "354 ", 4) == 0);
+    outlen = 0;
+    const char *msg = "Subject: t\r\n\r\nhi\r\n.\r\n";
+    assert_int_equal(session_data(s, msg, strlen(msg)), strlen(msg));
+    const char *q = strstr(out, "queued as ");
+    assert_non_null(q);
+    char qid[32], path[512];
+    sscanf(q + 10, "%31[0-9A-Z]", qid);
     session_free(s);
+
+    /* every target is its own recipient, ORCPT the address the client gave, NOTIFY kept */
+    snprintf(path, sizeof path, "%s/spool/queue/%s", topdir, qid);
+    size_t len;
+    char *text = read_text_file(path, 1 << 20, &len, NULL, 0);
+    assert_non_null(text);
+    struct envelope env;
+    envelope_init(&env);
+    assert_true(envelope_parse(&env, text, len) > 0);
+    free(text);
+    assert_int_equal(env.nrcpts, 4);
+    const char *want[][2] = {{"alice@example.test", "rfc822;staff@example.test"},
+                             {"bob@example.test", "rfc822;staff@example.test"},
+                             {"friend@remote.test", "rfc822;staff@example.test"},
+                             {"carol@example.test", "rfc822;anyone@virt.test"}};
+    for (size_t i = 0; i < env.nrcpts; i++) {
+        assert_string_equal(env.rcpts[i].addr, want[i][0]);
+        assert_string_equal(env.rcpts[i].orcpt, want[i][1]);
+    }
+    assert_int_equal(env.rcpts[3].notify, NOTIFY_NEVER);
+    envelope_free(&env);
 
     /* VRFY/EXPN disabled: 252 as before */
     cfg.vrfy_enabled = false;
