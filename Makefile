@@ -108,6 +108,7 @@ check-tls:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/tern
 	install -m 755 $(BUILD)/tern $(DESTDIR)$(PREFIX)/sbin/tern
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/newaliases
 	[ -e $(DESTDIR)/etc/tern/tern.conf ] || install -m 644 etc/tern.conf $(DESTDIR)/etc/tern/tern.conf
 
 clean:

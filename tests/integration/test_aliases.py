@@ -276,8 +276,11 @@ def _(srv):
     conf = os.path.join(WORK, "idle.conf")
     with open(srv.conf) as f, open(conf, "w") as o:
         o.write(f.read().replace("spool %s" % srv.spool, "spool %s/idle-spool" % WORK))
-    r = subprocess.run([srv.binary, "newaliases", "-c", conf], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=60)
+    # Called as "newaliases" (make install links it to tern), with no subcommand.
+    link = os.path.join(WORK, "newaliases")
+    os.symlink(os.path.abspath(srv.binary), link)
+    r = subprocess.run([link, "-c", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=60)
     text = r.stdout.decode()
     check(r.returncode == 0 and "no tern serve is running" in text, text)
 
