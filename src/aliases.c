@@ -448,6 +448,19 @@ bool aliases_virtual_domain(const struct alias_db *db, const char *domain)
     return false;
 }
 
+bool aliases_pipe_allowed(const struct alias_db *db, const char *cmd)
+{
+    if (!db || !db->allow_pipe)
+        return false;
+    for (size_t i = 0; i < db->local.n; i++) {
+        const struct alias_entry *e = &db->local.v[i];
+        for (size_t j = 0; j < e->n; j++)
+            if (e->t[j].kind == AT_PIPE && strcmp(e->t[j].value, cmd) == 0)
+                return true;
+    }
+    return false;
+}
+
 /* ---- expansion --------------------------------------------------------------------------- */
 
 struct xstate {
@@ -501,6 +514,13 @@ static const struct alias_entry *lookup(const struct xstate *x, const char *addr
 
 static enum alias_status expand_addr(struct xstate *x, const char *addr);
 
+/* Commands run only from the aliases file itself, which root writes: not from :include:
+ * files (anyone may own those) nor from the virtual map (per-domain, often delegated). */
+static bool from_aliases_file(const struct alias_db *db, const struct alias_entry *e)
+{
+    return db->local.n > 0 && e >= db->local.v && e < db->local.v + db->local.n;
+}
+
 static enum alias_status expand_targets(struct xstate *x, const struct alias_entry *e,
                                         const char *self, const char *domain)
 {
@@ -510,9 +530,20 @@ static enum alias_status expand_targets(struct xstate *x, const struct alias_ent
         enum alias_status st;
         switch (t->kind) {
         case AT_PIPE:
+            if (x->db->allow_pipe && from_aliases_file(x->db, e)) {
+                char *cmd = xmalloc(strlen(t->value) + 2);
+                cmd[0] = '|';
+                strcpy(cmd + 1, t->value);
+                st = add_final(x, cmd);
+                free(cmd);
+                if (st != ALIAS_EXPANDED)
+                    return st;
+                continue;
+            }
+            snprintf(x->ex->detail, sizeof x->ex->detail, "|%s", t->value);
+            return ALIAS_REFUSED;
         case AT_FILE:
-            snprintf(x->ex->detail, sizeof x->ex->detail, "%s%s", t->kind == AT_PIPE ? "|" : "",
-                     t->value);
+            str_copy(x->ex->detail, sizeof x->ex->detail, t->value);
             return ALIAS_REFUSED;
         case AT_INCLUDE: {
             const struct alias_entry *inc = aliases_find(&x->db->include, t->value);

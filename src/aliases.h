@@ -55,6 +55,7 @@ struct alias_db {
     char **files;              /* every file name read, for messages */
     size_t nfiles;
     bool allow_include;        /* ":include:" is refused by the parser when false */
+    bool allow_pipe;           /* "|command" targets of the aliases file are delivered */
 };
 
 /* Parse text (len bytes) in format fmt from file path and add its entries to map. For
@@ -76,12 +77,13 @@ enum alias_status {
     ALIAS_NO_SUCH_USER,  /* a virtual alias domain, but nothing matches the address */
     ALIAS_LOOP,          /* ex->detail: the chain "a -> b -> a" */
     ALIAS_TOO_DEEP,      /* more than ALIAS_MAX_DEPTH levels */
-    ALIAS_REFUSED,       /* a command or file target (ex->detail), which tern does not run */
+    ALIAS_REFUSED,       /* a file target, or a command not allowed (ex->detail) */
     ALIAS_TOO_MANY,      /* more than ALIAS_MAX_RESULTS addresses */
 };
 
 struct alias_expansion {
-    char **addrs;           /* final addresses, no duplicates (case-insensitive) */
+    char **addrs;           /* final addresses, no duplicates (case-insensitive); with
+                               allow_pipe, "|command" for a command of the aliases file */
     size_t n, cap;
     char detail[512];
 };
@@ -93,6 +95,10 @@ struct alias_expansion {
 enum alias_status aliases_expand(const struct alias_db *db, const struct config *cfg,
                                  const char *addr, struct alias_expansion *ex);
 void alias_expansion_free(struct alias_expansion *ex);
+
+/* Is "|cmd" a command the queue manager may run: allow_pipe is on and cmd is a command
+ * target of the aliases file itself (not of an :include: file or the virtual map)? */
+bool aliases_pipe_allowed(const struct alias_db *db, const char *cmd);
 
 /* Does some virtual alias (or catch-all) have this domain? Then we accept mail for it. */
 bool aliases_virtual_domain(const struct alias_db *db, const char *domain);

@@ -66,6 +66,7 @@ int aliases_load(struct config *cfg, char *err, size_t errlen)
         return 0;
     struct alias_db *db = xcalloc(1, sizeof *db);
     db->allow_include = cfg->allow_include;
+    db->allow_pipe = cfg->allow_pipe_aliases;
     if ((cfg->aliases_file &&
          load_file(db, &db->local, ALIAS_FMT_LOCAL, cfg->aliases_file, err, errlen) < 0) ||
         (cfg->virtual_aliases_file && load_file(db, &db->virt, ALIAS_FMT_VIRTUAL,

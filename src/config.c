@@ -379,21 +379,6 @@ static int kw_bool(struct parser *p, const struct keyword *kw, char **argv, size
     return 0;
 }
 
-/* "allow_pipe_aliases off": delivery to "|command" alias targets is not implemented, so the
- * keyword only states the default; "on" is refused rather than silently ignored. */
-static int kw_allow_pipe_aliases(struct parser *p, const struct keyword *kw, char **argv,
-                                 size_t argc)
-{
-    if (want_one(p, kw, argc) < 0)
-        return -1;
-    if (strcmp(argv[0], "off") == 0)
-        return 0;
-    if (strcmp(argv[0], "on") == 0)
-        return perr(p, "%s on: delivery to commands is not implemented; \"|command\" alias "
-                    "targets are refused (550 5.7.1)", kw->name);
-    return perr(p, "%s: expected 'on' or 'off', got '%s'", kw->name, argv[0]);
-}
-
 /* sender_login USER ADDR|@DOMAIN... */
 static int kw_sender_login(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
 {
@@ -893,7 +878,7 @@ static const struct keyword keywords[] = {
     {"virtual_aliases", kw_path, F(virtual_aliases_file), 0, 0, false},
     {"relocated", kw_path, F(relocated_file), 0, 0, false},
     {"allow_include", kw_bool, F(allow_include), 0, 0, false},
-    {"allow_pipe_aliases", kw_allow_pipe_aliases, 0, 0, 0, false},
+    {"allow_pipe_aliases", kw_bool, F(allow_pipe_aliases), 0, 0, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),

@@ -108,12 +108,17 @@ static void check_expansions(const struct config *cfg, const struct alias_db *db
                        e->key, ex.detail);
                 ++*warnings;
             } else if (st == ALIAS_REFUSED) {
-                printf("%s:%zu: warning: %s: target %s is refused (550 5.7.1): tern does not "
-                       "deliver to commands or files\n", e->file, e->line, e->key, ex.detail);
+                printf("%s:%zu: warning: %s: target %s is refused (550 5.7.1): %s\n", e->file,
+                       e->line, e->key, ex.detail,
+                       ex.detail[0] == '|' ? "commands need allow_pipe_aliases on and must be "
+                                             "in the aliases file itself"
+                                           : "tern does not deliver to files");
                 ++*warnings;
             }
             for (size_t k = 0; st == ALIAS_EXPANDED && k < ex.n; k++) {
                 const char *at = strrchr(ex.addrs[k], '@');
+                if (ex.addrs[k][0] == '|' || !at)
+                    continue; /* a command (allow_pipe_aliases on) */
                 char local[600];
                 snprintf(local, sizeof local, "%.*s", (int)(at - ex.addrs[k]), ex.addrs[k]);
                 if (config_is_local_domain(cfg, at + 1) &&

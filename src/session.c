@@ -178,7 +178,8 @@ static enum reply_id message_open(struct session *s)
         .protocol = protocol(s),
         .qid = s->env.qid,
         .tls = s->tls ? s->tls_desc : NULL,
-        .for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].addr : NULL,
+        .for_rcpt = s->env.nrcpts == 1 && s->env.rcpts[0].addr[0] != '|' /* no command */
+                        ? s->env.rcpts[0].addr : NULL,
         .when = s->env.arrival,
         .auth_user = s->authenticated && s->cfg->received_auth_user ? s->auth_user : NULL,
     };
@@ -500,9 +501,10 @@ static bool alias_refusal(struct session *s, enum alias_status st,
         return true;
     case ALIAS_REFUSED:
         log_warn("alias refused to=<%s> target=%s reason=%s", given, ex->detail,
-                 ex->detail[0] == '|' ? "allow_pipe_aliases off" : "file targets unsupported");
-        replyf(s, RP_ALIAS_REFUSED, "<%s>: Alias delivers to a %s, which this server does not "
-               "do", given, ex->detail[0] == '|' ? "command" : "file");
+                 ex->detail[0] == '|' ? "command not allowed (allow_pipe_aliases, or not in "
+                                        "the aliases file)" : "file targets unsupported");
+        replyf(s, RP_ALIAS_REFUSED, "<%s>: Alias delivers to a %s, which is not allowed here",
+               given, ex->detail[0] == '|' ? "command" : "file");
         return true;
     case ALIAS_EXPANDED:
         if (ex->n > 0)
@@ -783,10 +785,18 @@ static bool verify_alias(struct session *s, const char *local, const char *domai
         if (!expn)
             replyf(s, RP_VRFY_OK, "<%s> (alias of %zu address%s)", addr, ex.n,
                    ex.n == 1 ? "" : "es");
+        /* Commands ("|command", allow_pipe_aliases) are not shown: not mailboxes. */
+        size_t shown = 0, last = 0;
+        for (size_t i = 0; i < ex.n; i++)
+            if (ex.addrs[i][0] != '|')
+                shown++, last = i;
+        if (expn && shown == 0)
+            replyf(s, RP_VRFY_OK, "<%s> (delivered to a command)", addr);
         for (size_t i = 0; expn && i < ex.n; i++) {
             char line[SMTP_PATH_MAX + 3];
             snprintf(line, sizeof line, "<%s>", ex.addrs[i]);
-            reply_line(s, RP_VRFY_OK, i + 1 < ex.n, line);
+            if (ex.addrs[i][0] != '|')
+                reply_line(s, RP_VRFY_OK, i != last, line);
         }
     }
     alias_expansion_free(&ex);

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size == 0)
         return 0;
-    struct alias_db db = {.allow_include = data[0] & 4};
+    struct alias_db db = {.allow_include = data[0] & 4, .allow_pipe = data[0] & 8};
     enum alias_format fmt = (enum alias_format)(data[0] % 4);
     struct alias_map *maps[] = {&db.local, &db.virt, &db.relocated, &db.include};
     char err[256];

@@ -259,17 +259,6 @@ def _(srv):
     c.quit()
 
 
-@off.test("allow-pipe-aliases-on-refused")
-def _(srv):
-    conf = os.path.join(WORK, "pipe.conf")
-    with open(srv.conf) as f, open(conf, "w") as o:
-        o.write(f.read() + "allow_pipe_aliases on\n")
-    r = subprocess.run([srv.binary, "serve", "-c", conf, "--check"], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=60)
-    text = r.stdout.decode()
-    check(r.returncode == 1 and "not implemented" in text, "serve --check said: %s" % text)
-
-
 @off.test("newaliases-without-server")
 def _(srv):
     # Another configuration on an unused spool: validate only, nothing to signal.
@@ -283,6 +272,97 @@ def _(srv):
                        timeout=60)
     text = r.stdout.decode()
     check(r.returncode == 0 and "no tern serve is running" in text, text)
+
+
+# allow_pipe_aliases on: commands of the aliases file run as the mail user.
+PIPEDIR = os.path.join(WORK, "pipe")
+os.makedirs(PIPEDIR)
+os.chmod(PIPEDIR, 0o777)  # the queue manager runs as the unprivileged test user
+PIPE_ALIASES = os.path.join(WORK, "pipe-aliases")
+PIPE_INC = os.path.join(WORK, "pipe.inc")
+write(PIPE_ALIASES, """\
+piped: alice, "|(env; cat) >> %s/piped.out"
+failing: "|echo no such list here; exit 67"
+later: "|echo try later; exit 75"
+inccmd: :include:%s
+""" % (PIPEDIR, PIPE_INC))
+write(PIPE_INC, '"|cat > %s/from-include.out"\n' % PIPEDIR)
+pipes = Group("aliases-pipe", mailboxes=["demo", "alice"], aliases=PIPE_ALIASES,
+              allow_pipe_aliases="on", vrfy="on")
+
+
+@pipes.test("pipe-delivers-to-command")
+def _(srv):
+    subj = unique("pipe")
+    send(srv, ["piped@localhost"], subj)
+    srv.wait_delivery("alice@localhost", subj)
+    out = os.path.join(PIPEDIR, "piped.out")
+
+    def piped():
+        try:
+            with open(out) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        return text if subj in text else None
+    text = poll(piped, 30)
+    check(text, "the command did not get the message\n" + srv.log_tail())
+    for want in ("RECIPIENT=piped@localhost", "SENDER=sender@client.test",
+                 "Delivered-To: piped@localhost", "Return-Path: <sender@client.test>",
+                 "Subject: " + subj):
+        check(want in text, "%r not in the command's input/environment:\n%s" % (want, text))
+    check("\r\n" not in text, "the command got CRLF line ends")
+
+
+@pipes.test("pipe-failure-bounces")
+def _(srv):
+    subj = unique("failing")
+    c = srv.connect()
+    c.ehlo()
+    c.mail("demo@localhost")
+    c.rcpt("failing@localhost")
+    c.data(message(subj))
+    c.quit()
+    bounce = srv.wait_delivery("demo@localhost", subj)[0].decode("utf-8", "replace")
+    check("exited with status 67" in bounce and "no such list here" in bounce,
+          "bounce does not give the command's status and output:\n" + bounce[:3000])
+
+
+@pipes.test("pipe-tempfail-retried")
+def _(srv):
+    subj = unique("later")
+    qid = send(srv, ["later@localhost"], subj)
+    check(poll(lambda: "command exited with status 75" in srv.log_text(), 30),
+          "no deferral logged\n" + srv.log_tail())
+    check(srv.queued(qid), "message %s left the queue after a temporary failure" % qid)
+
+
+@pipes.test("pipe-from-include-refused")
+def _(srv):
+    r = refused(srv, "inccmd@localhost", 550, "5.7.1")
+    check("command" in r.text, r.text)
+    check(not os.path.exists(os.path.join(PIPEDIR, "from-include.out")), "included command ran")
+
+
+@pipes.test("expn-hides-commands")
+def _(srv):
+    c = srv.connect()
+    c.ehlo()
+    r = c.cmd("EXPN piped", 250, "2.1.5")
+    check(r.lines == ["250 2.1.5 <alice@localhost>"], r.text)
+    r = c.cmd("EXPN failing", 250, "2.1.5")
+    check("|" not in r.text and "delivered to a command" in r.text, r.text)
+    c.quit()
+
+
+@pipes.test("newaliases-with-commands")
+def _(srv):
+    r = newaliases(srv, "--check")
+    text = r.stdout.decode()
+    check(r.returncode == 0, "newaliases --check exited %d: %s" % (r.returncode, text))
+    check("warning: inccmd: target |cat" in text and "aliases file itself" in text,
+          "no warning for the command in the :include: file: %s" % text)
+    check("warning: piped" not in text, "warned about an allowed command: %s" % text)
 
 
 if __name__ == "__main__":

@@ -264,6 +264,28 @@ static void test_expand(void **state)
     free_db(db);
 }
 
+/* allow_pipe_aliases on: commands of the aliases file become "|command" recipients; those
+ * of :include: files and the virtual map stay refused. */
+static void test_pipes_allowed(void **state)
+{
+    (void)state;
+    struct alias_db *db = make_db("cmd: alice, \"|/bin/prog -x\"\n"
+                                  "inc: :include:/inc/cmds\n",
+                                  "v@virt.test \"|/bin/virt\"\n", NULL, "/inc/cmds",
+                                  "\"|/bin/included\"\n");
+    assert_string_equal(expand(db, "cmd@example.test"), "refused: |/bin/prog -x");
+    assert_false(aliases_pipe_allowed(db, "/bin/prog -x"));
+    db->allow_pipe = true;
+    assert_string_equal(expand(db, "cmd@example.test"), "alice@example.test |/bin/prog -x");
+    assert_string_equal(expand(db, "inc@example.test"), "refused: |/bin/included");
+    assert_string_equal(expand(db, "v@virt.test"), "refused: |/bin/virt");
+    assert_true(aliases_pipe_allowed(db, "/bin/prog -x"));
+    assert_false(aliases_pipe_allowed(db, "/bin/prog"));
+    assert_false(aliases_pipe_allowed(db, "/bin/included"));
+    assert_false(aliases_pipe_allowed(db, "/bin/virt"));
+    free_db(db);
+}
+
 static void test_depth_limit(void **state)
 {
     (void)state;
@@ -384,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_expand),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_pipes_allowed),
         cmocka_unit_test(test_session),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
