@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aliases.h"
 #include "dns.h"
 #include "util.h"
 
@@ -913,6 +914,11 @@ static const struct keyword keywords[] = {
     {"etrn_networks", kw_etrn_networks, 0, 0, 0, true},
     {"odmr_domain", kw_odmr_domain, 0, 0, 0, true},
     {"control_socket", kw_path, F(control_socket), 0, 0, false},
+    {"aliases", kw_path, F(aliases_file), 0, 0, false},
+    {"virtual_aliases", kw_path, F(virtual_aliases_file), 0, 0, false},
+    {"relocated", kw_path, F(relocated_file), 0, 0, false},
+    {"allow_include", kw_bool, F(allow_include), 0, 0, false},
+    {"allow_pipe_aliases", kw_bool, F(allow_pipe_aliases), 0, 0, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1156,6 +1162,7 @@ static void set_defaults(struct config *cfg)
     cfg->auth_max_failures = 10;
     cfg->auth_lockout = 900;
     cfg->future_release_max = 7 * 86400;
+    cfg->allow_include = true;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1286,6 +1293,11 @@ void config_free(struct config *cfg)
         free(cfg->odmr_domains[i].domain);
     }
     free(cfg->odmr_domains);
+    free(cfg->aliases_file);
+    free(cfg->virtual_aliases_file);
+    free(cfg->relocated_file);
+    aliases_free(cfg->aliases);
+    free(cfg->aliases);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }

@@ -192,7 +192,18 @@ struct config {
     /* ---- queue management (docs/queue.md) ---- */
     char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
                                    NULL = <spool>/control */
+    /* ---- aliases (docs/aliases.md) ---- */
+    char *aliases_file;         /* "aliases FILE": aliases(5) for the local domains; NULL = none */
+    char *virtual_aliases_file; /* "virtual_aliases FILE": user@domain / @domain targets */
+    char *relocated_file;       /* "relocated FILE": user@domain new@address (551 5.1.6) */
+    bool allow_include;         /* "allow_include on|off": :include: files; default on */
+    bool allow_pipe_aliases;    /* "allow_pipe_aliases on|off": deliver to "|command" targets
+                                   of the aliases file (pipe.c); default off */
+    struct alias_db *aliases;   /* the maps, read by aliases_load (not by the pure parser);
+                                   NULL = none; freed by config_free */
 };
+
+struct alias_db;
 
 /* The configuration compiled into the binary (etc/tern.conf). */
 extern const char config_embedded[];

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aliases.h"
 #include "bounce.h"
 #include "control.h"
 #include "dns.h"
@@ -46,6 +47,7 @@
 #include "notify.h"
 #include "odmr.h"
 #include "outbound.h"
+#include "pipe.h"
 #include "queue.h"
 #include "route.h"
 #include "smtp_reply.h"
@@ -669,6 +671,21 @@ static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_
         if (r->attempts < INT_MAX) /* the count comes from a file: never overflow it */
             r->attempts++;
         char err[OB_REPLY_MAX];
+        if (r->addr[0] == '|' && aliases_pipe_allowed(cfg->aliases, r->addr + 1)) {
+            /* a command of the aliases file (docs/aliases.md); checked again here, so only
+             * the commands the administrator configured ever run */
+            char reply[OB_REPLY_MAX];
+            enum rcpt_status rs = pipe_deliver(env, r, r->addr + 1, m->fd, m->off, reply,
+                                               sizeof reply);
+            m->notes[i].local = true;
+            set_result(m, i, rs, reply, "pipe");
+            continue;
+        }
+        if (r->addr[0] == '|' && !strchr(r->addr, '@')) {
+            set_result(m, i, RCPT_FAILED, "5.7.1 delivery to this command is no longer allowed "
+                       "(allow_pipe_aliases, aliases file)", "none");
+            continue;
+        }
         const char *domain = route_addr_domain(r->addr);
         if (route_lookup(cfg, domain, &routes[i], err, sizeof err) < 0) {
             set_result(m, i, RCPT_FAILED, err, "none");

@@ -82,6 +82,9 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_ATRN_TEMPFAIL] = {451, "4.3.0", "Unable to process ATRN request now"},
     [RP_ATRN_NO_MAIL] = {453, "4.0.0", "You have no mail"},
     [RP_ODMR_ONLY] = {502, "5.5.1", "Command not available on the ODMR port: use EHLO, AUTH, ATRN, QUIT (RFC 2645)"},
+    [RP_USER_MOVED] = {551, "5.1.6", "User has moved"},
+    [RP_ALIAS_LOOP] = {550, "5.4.6", "Alias expansion loop"},
+    [RP_ALIAS_REFUSED] = {550, "5.7.1", "Alias target refused by local policy"},
 };
 
 int reply_code(enum reply_id id)

@@ -75,6 +75,10 @@ enum reply_id {
     RP_ATRN_TEMPFAIL,     /* 451 4.3.0 */
     RP_ATRN_NO_MAIL,      /* 453 4.0.0 */
     RP_ODMR_ONLY,         /* 502 5.5.1 on the ODMR port */
+    /* aliases (docs/aliases.md) */
+    RP_USER_MOVED,        /* 551 5.1.6 (RFC 5321 3.4, relocated map) */
+    RP_ALIAS_LOOP,        /* 550 5.4.6 */
+    RP_ALIAS_REFUSED,     /* 550 5.7.1 */
     RP__COUNT
 };
 

@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "aliases.h"
 #include "authlock.h"
 #include "data_reader.h"
 #include "envelope.h"
@@ -188,7 +189,8 @@ static enum reply_id message_open(struct session *s)
         .protocol = protocol(s),
         .qid = s->env.qid,
         .tls = s->tls ? s->tls_desc : NULL,
-        .for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].addr : NULL,
+        .for_rcpt = s->env.nrcpts == 1 && s->env.rcpts[0].addr[0] != '|' /* no command */
+                        ? s->env.rcpts[0].addr : NULL,
         .when = s->env.arrival,
         .auth_user = s->authenticated && s->cfg->received_auth_user ? s->auth_user : NULL,
     };
@@ -513,6 +515,85 @@ static bool rcpt_known(const struct envelope *env, const char *addr)
     return false;
 }
 
+/* The reply for an alias that is not deliverable as it stands (docs/aliases.md). given is the
+ * address as the client wrote it. Returns false for the results that are not failures. */
+static bool alias_refusal(struct session *s, enum alias_status st,
+                          const struct alias_expansion *ex, const char *given)
+{
+    switch (st) {
+    case ALIAS_RELOCATED: /* RFC 5321 3.4: 551 with the new address, not forwarded */
+        log_info("reject client=[%s] from=<%s> to=<%s> reason=relocated new=<%s>", s->peer,
+                 s->env.sender ? s->env.sender : "", given, ex->detail);
+        replyf(s, RP_USER_MOVED, "<%s>: User has moved; please try <%s>", given, ex->detail);
+        return true;
+    case ALIAS_NO_SUCH_USER:
+        log_info("reject client=[%s] to=<%s> reason=unknown-virtual-user", s->peer, given);
+        replyf(s, RP_NO_MAILBOX, "<%s>: Recipient address rejected: no such user here", given);
+        return true;
+    case ALIAS_LOOP:
+    case ALIAS_TOO_DEEP:
+    case ALIAS_TOO_MANY:
+        log_warn("alias error to=<%s>: %s", given, ex->detail);
+        replyf(s, st == ALIAS_TOO_MANY ? RP_ALIAS_REFUSED : RP_ALIAS_LOOP,
+               "<%s>: Alias expansion failed: %s", given, ex->detail);
+        return true;
+    case ALIAS_REFUSED:
+        log_warn("alias refused to=<%s> target=%s reason=%s", given, ex->detail,
+                 ex->detail[0] == '|' ? "command not allowed (allow_pipe_aliases, or not in "
+                                        "the aliases file)" : "file targets unsupported");
+        replyf(s, RP_ALIAS_REFUSED, "<%s>: Alias delivers to a %s, which is not allowed here",
+               given, ex->detail[0] == '|' ? "command" : "file");
+        return true;
+    case ALIAS_EXPANDED:
+        if (ex->n > 0)
+            return false;
+        replyf(s, RP_NO_MAILBOX, "<%s>: Alias has no members", given);
+        return true;
+    case ALIAS_NOT_FOUND:
+        break;
+    }
+    return false;
+}
+
+/* RCPT to an address of the alias maps: each final target becomes an envelope recipient with
+ * ORCPT the address the client gave (RFC 3461 4.2), so per-recipient state and DSNs work as
+ * usual. Targets in other domains need no relay permission: the alias owner chose them.
+ * Returns false when no map knows addr. */
+static bool rcpt_alias(struct session *s, const char *addr, const char *given,
+                       const struct rcpt_params *rp)
+{
+    struct alias_expansion ex;
+    enum alias_status st = aliases_expand(s->cfg->aliases, s->cfg, addr, &ex);
+    bool done = st != ALIAS_NOT_FOUND;
+    if (alias_refusal(s, st, &ex, given) || !done) {
+        alias_expansion_free(&ex);
+        return done;
+    }
+    size_t fresh = 0;
+    for (size_t i = 0; i < ex.n; i++)
+        fresh += !rcpt_known(&s->env, ex.addrs[i]);
+    if (s->env.nrcpts + fresh > s->cfg->max_recipients) {
+        replyf(s, RP_TOO_MANY_RCPTS, "<%s>: alias expands to too many recipients (at most %zu "
+               "per message)", given, s->cfg->max_recipients);
+        alias_expansion_free(&ex);
+        return true;
+    }
+    char orcpt[SMTP_ORCPT_MAX + 1] = "rfc822;";
+    if (rp->orcpt[0])
+        str_copy(orcpt, sizeof orcpt, rp->orcpt);
+    else if (!xtext_encode(given, strlen(given), orcpt + 7, sizeof orcpt - 7))
+        orcpt[0] = '\0';
+    for (size_t i = 0; i < ex.n; i++)
+        if (!rcpt_known(&s->env, ex.addrs[i]))
+            envelope_add_rcpt(&s->env, ex.addrs[i], rp->notify, orcpt);
+    log_info("alias client=[%s] from=<%s> to=<%s> expanded=%zu new=%zu", s->peer, s->env.sender,
+             given, ex.n, fresh);
+    s->state = ST_RCPT;
+    replyf(s, RP_RCPT_OK, "Recipient <%s> ok", given);
+    alias_expansion_free(&ex);
+    return true;
+}
+
 static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
 {
     if (s->state != ST_MAIL && s->state != ST_RCPT) {
@@ -561,6 +642,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
     else
         snprintf(addr, sizeof addr, "%.*s%s", (int)(strrchr(path.addr, '@') - path.addr + 1),
                  path.addr, domain);
+    if (rcpt_alias(s, addr, path.postmaster ? addr : path.addr, &rp))
+        return;
     bool local_domain = config_is_local_domain(s->cfg, domain);
     /* Mail for a domain held for ODMR is accepted from anyone, as its backup MX would. */
     bool odmr_held = !local_domain && config_is_odmr_domain(s->cfg, domain);
@@ -731,6 +814,39 @@ static void cmd_quit(struct session *s, const char *arg, size_t arglen)
     session_abort(s);
 }
 
+/* VRFY or EXPN of an alias (enabled): EXPN lists every final address, one per line of a
+ * multi-line 250 (RFC 5321 3.5.2); VRFY confirms it. Returns false when no map knows it. */
+static bool verify_alias(struct session *s, const char *local, const char *domain, bool expn)
+{
+    char addr[SMTP_PATH_MAX + 1];
+    if (snprintf(addr, sizeof addr, "%s@%s", local, domain) >= (int)sizeof addr)
+        return false;
+    str_lower(strrchr(addr, '@'));
+    struct alias_expansion ex;
+    enum alias_status st = aliases_expand(s->cfg->aliases, s->cfg, addr, &ex);
+    bool done = st != ALIAS_NOT_FOUND;
+    if (done && !alias_refusal(s, st, &ex, addr)) {
+        if (!expn)
+            replyf(s, RP_VRFY_OK, "<%s> (alias of %zu address%s)", addr, ex.n,
+                   ex.n == 1 ? "" : "es");
+        /* Commands ("|command", allow_pipe_aliases) are not shown: not mailboxes. */
+        size_t shown = 0, last = 0;
+        for (size_t i = 0; i < ex.n; i++)
+            if (ex.addrs[i][0] != '|')
+                shown++, last = i;
+        if (expn && shown == 0)
+            replyf(s, RP_VRFY_OK, "<%s> (delivered to a command)", addr);
+        for (size_t i = 0; expn && i < ex.n; i++) {
+            char line[SMTP_PATH_MAX + 3];
+            snprintf(line, sizeof line, "<%s>", ex.addrs[i]);
+            if (ex.addrs[i][0] != '|')
+                reply_line(s, RP_VRFY_OK, i != last, line);
+        }
+    }
+    alias_expansion_free(&ex);
+    return done;
+}
+
 /* VRFY and EXPN: 252 unless enabled, as RFC 5321 3.5.3 allows; real answers when enabled. */
 static void verify(struct session *s, const char *arg, size_t arglen, bool expn)
 {
@@ -753,11 +869,15 @@ static void verify(struct session *s, const char *arg, size_t arglen, bool expn)
     const char *domain = at ? at + 1 : (s->cfg->nlocal_domains ? s->cfg->local_domains[0] : "");
     if (at)
         *at = '\0';
+    if (verify_alias(s, p, domain, expn))
+        return;
     if (!config_is_local_domain(s->cfg, domain)) {
         reply(s, RP_CANNOT_VRFY);
         return;
     }
-    if (config_has_mailbox(s->cfg, p, domain))
+    if (expn && config_has_mailbox(s->cfg, p, domain)) /* RFC 5321 3.5.3 */
+        replyf(s, RP_NO_MAILBOX, "<%s@%s>: that is a mailbox, not a mailing list", p, domain);
+    else if (config_has_mailbox(s->cfg, p, domain))
         replyf(s, RP_VRFY_OK, "<%s@%s>", p, domain);
     else
         replyf(s, RP_NO_MAILBOX, expn ? "<%s@%s>: no such mailing list" : "<%s@%s>: no such user",
