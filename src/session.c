@@ -1328,6 +1328,10 @@ static bool hold_check(struct session *s, long long until, const char *what, tim
  * by MAIL (the same hold as HOLDUNTIL); without an argument it tells the time set. */
 static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
 {
+    if (s->cfg->future_release_max <= 0) {
+        error_reply(s, RP_NOT_IMPLEMENTED, "X-DELIVERY-TIME: future release is not enabled here");
+        return;
+    }
     if (s->state != ST_MAIL && s->state != ST_RCPT) {
         error_reply(s, RP_BAD_SEQUENCE, s->state == ST_CONNECTED ? "Send HELO or EHLO first"
                                                                  : "X-DELIVERY-TIME needs a "

@@ -739,6 +739,8 @@ static void test_future_release(void **state)
     s = start_with(&c, "future_release_max 0\nrelay_networks 192.0.2.0/24\n", "192.0.2.1");
     assert_null(strstr(cmd(s, "EHLO client.test"), "FUTURERELEASE"));
     assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=60"), "555 5.5.4 ", 10) == 0);
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME +60"), "502 5.5.1 ", 10) == 0);
     session_free(s);
     config_free(&c);
 }
