@@ -76,6 +76,11 @@ struct cidr_cfg {
     unsigned prefix;          /* 0..32 or 0..128 */
 };
 
+enum auth_backend {
+    AUTH_BACKEND_USERS,   /* the users file (users_file) */
+    AUTH_BACKEND_DOVECOT, /* a running Dovecot, over its auth-client socket (dovecot_auth.h) */
+};
+
 struct config {
     char *path;                 /* file it was read from, or "(embedded)" */
     char *hostname;             /* our name: greeting, EHLO, Received; default gethostname() */
@@ -168,6 +173,12 @@ struct config {
                                    0 = never lock */
     int auth_lockout;           /* seconds locked out (and the window failures count in);
                                    default 15 min */
+    enum auth_backend auth_backend; /* "auth_backend users|dovecot": where AUTH checks
+                                       credentials; default users (users_file) */
+    char *dovecot_auth_socket;  /* "dovecot_auth_socket PATH": Dovecot's auth-client socket;
+                                   default /run/dovecot/auth-client */
+    int dovecot_auth_timeout;   /* "dovecot_auth_timeout DURATION": longest wait for Dovecot's
+                                   answer (then 454 4.7.0); default 30 s */
 };
 
 /* The configuration compiled into the binary (etc/tern.conf). */
