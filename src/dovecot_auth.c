@@ -182,8 +182,8 @@ static bool dc_line(struct dovecot_auth *d, const char *line, size_t len)
     void *arg = r->arg;
     if (l.kind != DOVECOT_CONT)
         req_unlink_free(r);
-    else if (evtimer_add(r->timer, &(struct timeval){.tv_sec = d->timeout}) < 0)
-        log_err("dovecot auth: cannot restart the request timer");
+    else
+        event_del(r->timer); /* now the SMTP client's turn, under the session's own timeout */
     cb(arg, &l);
     return d->state != DC_DOWN;
 }
@@ -373,6 +373,8 @@ bool dovecot_auth_continue(struct dovecot_req *r, const char *resp)
     if (n > 0)
         send_line(d, line, n);
     free(line);
+    if (n > 0 && evtimer_add(r->timer, &(struct timeval){.tv_sec = d->timeout}) < 0)
+        log_err("dovecot auth: cannot restart the request timer");
     return n > 0;
 }
 

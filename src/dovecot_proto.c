@@ -146,12 +146,12 @@ static bool copy_user(char *out, size_t cap, const char *v, size_t vlen)
 {
     bool ok;
     size_t n = dovecot_tabunescape(out, cap, v, vlen, &ok);
-    if (!ok || n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; ok && i < n; i++)
         if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
-            return false;
-    return true;
+            ok = false;
+    if (!ok || n == 0)
+        out[0] = '\0'; /* nothing half-checked stays behind */
+    return ok && n > 0;
 }
 
 static void copy_reason(char *out, size_t cap, const char *v, size_t vlen)
