@@ -18,6 +18,7 @@ Dovecot stopped -> 454 4.7.0 and back again -> AUTH works; a socket that never a
 import atexit
 import base64
 import grp
+import hmac
 import os
 import pwd
 import re
@@ -117,9 +118,15 @@ class Dovecot:
                 return False
             except ProcessLookupError:
                 return True
-        if not poll(group_gone, 15, 0.1):
+        # Without its master, Dovecot's auth process keeps serving open connections for
+        # another 30 s: stop it too, so "Dovecot is down" is true at once.
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if not poll(group_gone, 10, 0.1):
             os.killpg(pgid, signal.SIGKILL)
-            poll(group_gone, 15, 0.1)
+            poll(group_gone, 10, 0.1)
 
     def log_text(self):
         try:
@@ -311,6 +318,23 @@ def _(srv):
           "the log does not name Dovecot's user name %s" % USER)
 
 
+@g.test("pipelined-commands-wait-for-dovecot")
+def _(srv):
+    need_setup()
+    c, _ = ehlo_with_dovecot(srv)
+    # RFC 2920 pipelining after AUTH: MAIL and RCPT must be read only once Dovecot said OK
+    c.send("AUTH CRAM-MD5\r\n")
+    chal = base64.b64decode(c.expect(c.read(), 334).lines[0][4:])
+    digest = hmac.new(PW.encode(), chal, "md5").hexdigest()
+    c.send(b64("%s %s" % (USER, digest)) + "\r\nMAIL FROM:<%s>\r\nRCPT TO:<someone@example.net>\r\n"
+           "RSET\r\n" % USER)
+    c.expect(c.read(), 235, "2.7.0")
+    c.expect(c.read(), 250, "2.1.0")
+    c.expect(c.read(), 250, "2.1.5")    # relayed: the session was authenticated by then
+    c.expect(c.read(), 250)
+    c.quit()
+
+
 @g.test("cancel-and-bad-base64-in-relayed-exchange")
 def _(srv):
     need_setup()
@@ -325,7 +349,6 @@ def _(srv):
     c.cmd("not base64!", 501, "5.5.2")
     # the session goes on: a proper exchange still works
     r = c.cmd("AUTH CRAM-MD5", 334)
-    import hmac
     chal = base64.b64decode(r.lines[0][4:])
     digest = hmac.new(PW.encode(), chal, "md5").hexdigest()
     c.cmd(b64("%s %s" % (USER, digest)), 235, "2.7.0")
@@ -401,16 +424,26 @@ def _(make):
     t = threading.Thread(target=accept, daemon=True)
     t.start()
     try:
+        # one worker: the waiting session and the other one share its event loop
         srv = make("silent", mailboxes=["demo"], auth_backend="dovecot", dovecot_auth_socket=path,
-                   dovecot_auth_timeout="2s", auth_plaintext_loopback=True)
+                   dovecot_auth_timeout="10s", auth_plaintext_loopback=True, workers=1)
         srv.start()
         c = srv.connect()
         r = c.ehlo()
-        # no handshake ever: PLAIN and LOGIN are assumed, and fail for a while
+        # no handshake ever: PLAIN and LOGIN are assumed
         check(auth_line(r) == ["AUTH PLAIN LOGIN"], "EHLO before any handshake: %r" % r.lines)
-        c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PW)), 454, "4.7.0", timeout=30)
-        c.cmd("NOOP", 250)
+        c.send("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PW)) + "\r\nNOOP\r\n")
+        # meanwhile the worker serves another client: nothing blocks on the silent socket
+        c2 = srv.connect()
+        c2.ehlo()
+        c2.cmd("NOOP", 250)
+        c2.quit()
+        r = c.read(timeout=30)
+        c.expect(r, 454, "4.7.0")
+        c.expect(c.read(), 250)     # the pipelined NOOP, read only after the answer
         c.quit()
+        check("dovecot auth: connection to %s lost: no handshake" % path in srv.log_text(),
+              "handshake timeout not logged")
     finally:
         stop.set()
         t.join()
