@@ -217,8 +217,9 @@ static enum dovecot_kind parse_answer(enum dovecot_kind kind, const char *line, 
     }
     while (next_field(line, len, &pos, &f, &flen)) {
         if (field_value(f, flen, "user", &v, &vlen)) {
-            if (!copy_user(out->user, sizeof out->user, v, vlen))
-                return out->kind = DOVECOT_BAD;
+            /* an unusable name (too long, control characters) is left empty: that one
+             * request fails, the connection and the other requests are fine */
+            (void)copy_user(out->user, sizeof out->user, v, vlen);
         } else if (field_value(f, flen, "resp", &v, &vlen)) {
             if (!dovecot_is_base64(v, vlen))
                 return out->kind = DOVECOT_BAD;

@@ -55,7 +55,7 @@ struct dovecot_line {
     unsigned long id;              /* OK, CONT, FAIL */
     const char *data;              /* CONT: the base64 challenge; OK/FAIL: resp= or NULL */
     size_t datalen;
-    char user[DOVECOT_USER_MAX + 1]; /* OK/FAIL: user= (unescaped), "" if absent */
+    char user[DOVECOT_USER_MAX + 1]; /* OK/FAIL: user= (unescaped), "" if absent or unusable */
     char reason[DOVECOT_REASON_MAX + 1]; /* FAIL: reason= (unescaped, control chars dropped) */
     bool temp;                     /* FAIL: "temp" or code=temp_fail: try again later */
 };

@@ -79,15 +79,22 @@ static void test_answers(void **state)
     assert_true(l.temp);
     assert_int_equal(parse("FAIL\t3\tcode=authz_fail", &l), DOVECOT_FAIL);
     assert_false(l.temp);
-    /* malformed: no id, a bad id, a challenge that is not base64, a user with a newline */
+    /* malformed: no id, a bad id, a challenge that is not base64 */
     assert_int_equal(parse("OK", &l), DOVECOT_BAD);
     assert_int_equal(parse("OK\t-1", &l), DOVECOT_BAD);
     assert_int_equal(parse("OK\t99999999999", &l), DOVECOT_BAD);
     assert_int_equal(parse("CONT\t1\t334 injected", &l), DOVECOT_BAD);
     assert_int_equal(parse("CONT\t1\tabc", &l), DOVECOT_BAD);
     assert_int_equal(parse("CONT\t1\tab=c", &l), DOVECOT_BAD);
-    assert_int_equal(parse("OK\t1\tuser=a\001nb", &l), DOVECOT_BAD);
-    assert_int_equal(parse("OK\t1\tuser=a\001" "0b", &l), DOVECOT_BAD);
+    /* a user name with a newline or NUL, or too long: no user (the session refuses it) */
+    assert_int_equal(parse("OK\t1\tuser=a\001nb", &l), DOVECOT_OK);
+    assert_string_equal(l.user, "");
+    assert_int_equal(parse("OK\t1\tuser=a\001" "0b", &l), DOVECOT_OK);
+    assert_string_equal(l.user, "");
+    char longline[400] = "OK\t1\tuser=";
+    memset(longline + strlen(longline), 'x', 256);
+    assert_int_equal(parse(longline, &l), DOVECOT_OK);
+    assert_string_equal(l.user, "");
     assert_int_equal(parse("OK\t1\tresp=not base64", &l), DOVECOT_BAD);
 }
 
