@@ -854,6 +854,19 @@ static int kw_outbound_tls(struct parser *p, const struct keyword *kw, char **ar
     return 0;
 }
 
+static int kw_auth_backend(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    if (strcmp(argv[0], "users") == 0)
+        p->cfg->auth_backend = AUTH_BACKEND_USERS;
+    else if (strcmp(argv[0], "dovecot") == 0)
+        p->cfg->auth_backend = AUTH_BACKEND_DOVECOT;
+    else
+        return perr(p, "%s: expected users or dovecot, got '%s'", kw->name, argv[0]);
+    return 0;
+}
+
 #define F(member) offsetof(struct config, member)
 #define DAY 86400ULL
 /* 1 TiB, or what size_t holds on a 32-bit system. */
@@ -919,6 +932,9 @@ static const struct keyword keywords[] = {
     {"relocated", kw_path, F(relocated_file), 0, 0, false},
     {"allow_include", kw_bool, F(allow_include), 0, 0, false},
     {"allow_pipe_aliases", kw_bool, F(allow_pipe_aliases), 0, 0, false},
+    {"auth_backend", kw_auth_backend, 0, 0, 0, false},
+    {"dovecot_auth_socket", kw_path, F(dovecot_auth_socket), 0, 0, false},
+    {"dovecot_auth_timeout", kw_duration, F(dovecot_auth_timeout), 1, 3600, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1099,6 +1115,13 @@ static int config_finish(struct parser *p, size_t last_line)
         }
     }
 
+    /* Two sources of users would make "who is alice?" ambiguous. */
+    if (cfg->auth_backend == AUTH_BACKEND_DOVECOT && cfg->users_file) {
+        size_t l = kw_line(p, "users_file");
+        p->line = l ? l : kw_line(p, "auth_backend");
+        return perr(p, "users_file is not used with auth_backend dovecot (Dovecot checks the "
+                       "passwords): remove one of them");
+    }
     if (cfg->retry_min > cfg->retry_max) {
         size_t l = kw_line(p, "retry_max");
         p->line = l ? l : kw_line(p, "retry_min");
@@ -1163,6 +1186,8 @@ static void set_defaults(struct config *cfg)
     cfg->auth_lockout = 900;
     cfg->future_release_max = 7 * 86400;
     cfg->allow_include = true;
+    cfg->dovecot_auth_socket = xstrdup("/run/dovecot/auth-client");
+    cfg->dovecot_auth_timeout = 30;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1281,6 +1306,7 @@ void config_free(struct config *cfg)
     free(cfg->retry_schedule);
     free(cfg->users_file);
     free(cfg->control_socket);
+    free(cfg->dovecot_auth_socket);
     for (size_t i = 0; i < cfg->nsender_logins; i++) {
         free(cfg->sender_logins[i].user);
         free(cfg->sender_logins[i].addr);

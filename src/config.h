@@ -85,6 +85,11 @@ struct odmr_domain_cfg {
     size_t nusers;
 };
 
+enum auth_backend {
+    AUTH_BACKEND_USERS,   /* the users file (users_file) */
+    AUTH_BACKEND_DOVECOT, /* a running Dovecot, over its auth-client socket (dovecot_auth.h) */
+};
+
 struct config {
     char *path;                 /* file it was read from, or "(embedded)" */
     char *hostname;             /* our name: greeting, EHLO, Received; default gethostname() */
@@ -201,6 +206,12 @@ struct config {
                                    of the aliases file (pipe.c); default off */
     struct alias_db *aliases;   /* the maps, read by aliases_load (not by the pure parser);
                                    NULL = none; freed by config_free */
+    enum auth_backend auth_backend; /* "auth_backend users|dovecot": where AUTH checks
+                                       credentials; default users (users_file) */
+    char *dovecot_auth_socket;  /* "dovecot_auth_socket PATH": Dovecot's auth-client socket;
+                                   default /run/dovecot/auth-client */
+    int dovecot_auth_timeout;   /* "dovecot_auth_timeout DURATION": longest wait for Dovecot's
+                                   answer (then 454 4.7.0); default 30 s */
 };
 
 struct alias_db;

@@ -1,7 +1,8 @@
 /* session.c - the SMTP server session (RFC 5321 section 4, with RFC 1870 SIZE, RFC 2920
  * PIPELINING, RFC 3030 CHUNKING/BINARYMIME, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034
  * ENHANCEDSTATUSCODES, RFC 3461 DSN parameters and RFC 4954 AUTH with the PLAIN (RFC 4616),
- * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms).
+ * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms, or
+ * any mechanism a Dovecot auth server offers, relayed through session_sasl).
  * The rest of the command set (docs/commands.md): ETRN (RFC 1985, asking the queue manager
  * over its local control socket), RFC 4865 FUTURERELEASE and X-DELIVERY-TIME, SOML and SAML as
  * MAIL, and honest refusals of TURN, SEND (RFC 821) and X-EXPS.
@@ -24,6 +25,7 @@
 #include "aliases.h"
 #include "authlock.h"
 #include "data_reader.h"
+#include "dovecot_proto.h"
 #include "envelope.h"
 #include "log.h"
 #include "odmr.h"
@@ -45,6 +47,9 @@ enum auth_step {
     AUTH_SCRAM_FIRST, /* "334 " sent: waiting for the client-first message */
     AUTH_SCRAM_FINAL, /* server-first sent: waiting for client-final */
     AUTH_SCRAM_ACK,  /* server-final ("v=") sent: waiting for the empty response */
+    AUTH_EXT_WAIT,   /* relayed to the external SASL server: waiting for its answer */
+    AUTH_EXT_CONT,   /* its challenge sent as 334: waiting for the client's response */
+    AUTH_EXT_FINAL,  /* it succeeded with final data, sent as 334: waiting for "" */
 };
 
 /* Growing delay after failed AUTH attempts: 1 s, doubling, at most this. */
@@ -103,7 +108,16 @@ struct session {
     bool etrn_waiting;              /* io->control called, session_control_done not yet */
     char etrn_node[SMTP_DOMAIN_MAX + 2]; /* "example.org" or "@example.org", for the reply */
     char atrn_domains[ODMR_LIST_MAX]; /* ATRN in progress or done: the domains asked for */
+    const struct session_sasl *sasl; /* external SASL server (Dovecot), or NULL */
+    char ext_mech[DOVECOT_MECH_NAME_MAX + 1]; /* the relayed mechanism, for the log */
+    char ext_user[USERS_NAME_MAX + 1]; /* AUTH_EXT_FINAL: who succeeded */
 };
+
+/* Is AUTH offered at all (a users table or an external SASL server)? */
+static bool auth_offered(const struct session *s)
+{
+    return s->users || s->sasl;
+}
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
@@ -341,12 +355,59 @@ static bool any_cram_user(const struct users *u)
     return false;
 }
 
+/* Until Dovecot has answered a handshake, PLAIN and LOGIN are assumed (its default). */
+static const struct dovecot_mechs relay_fallback = {
+    .v = {{"PLAIN", DMECH_PLAINTEXT}, {"LOGIN", DMECH_PLAINTEXT}},
+    .n = 2,
+};
+
+static const struct dovecot_mechs *relay_mechs(const struct session *s)
+{
+    const struct dovecot_mechs *ms = s->sasl->mechs(s->io.ctx);
+    return ms ? ms : &relay_fallback;
+}
+
+/* A mechanism the external server announced that may be used now: relayable, and not one
+ * sending the password in clear unless plaintext_auth_ok. NULL if unknown; *need_tls is set
+ * when it exists but needs TLS (538). */
+static const struct dovecot_mech *relay_mech(const struct session *s, const char *name,
+                                             bool *need_tls)
+{
+    const struct dovecot_mech *m = dovecot_mech_find(relay_mechs(s), name);
+    *need_tls = false;
+    if (!m || !dovecot_mech_relayable(m))
+        return NULL;
+    *need_tls = (m->flags & DMECH_PLAINTEXT) && !plaintext_auth_ok(s);
+    return m;
+}
+
+/* EHLO's mechanisms with an external server: what it announced and tern can relay now. */
+static const char *relay_mechanisms(const struct session *s, char *buf, size_t cap)
+{
+    const struct dovecot_mechs *ms = relay_mechs(s);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ms->n; i++) {
+        bool need_tls;
+        size_t n = strlen(ms->v[i].name);
+        if (!relay_mech(s, ms->v[i].name, &need_tls) || need_tls || len + n + 2 > cap)
+            continue;
+        if (len)
+            buf[len++] = ' ';
+        memcpy(buf + len, ms->v[i].name, n + 1);
+        len += n;
+    }
+    return buf;
+}
+
 /* The mechanisms to list after "AUTH" in EHLO, "" when none is usable now. CRAM-MD5 only
  * when some user has a CRAM-MD5 secret (users added with --cram). */
 static const char *auth_mechanisms(const struct session *s, char *buf, size_t cap)
 {
-    if (!s->users || s->authenticated)
+    if (!auth_offered(s) || s->authenticated)
         return "";
+    if (s->sasl)
+        return relay_mechanisms(s, buf, cap);
     snprintf(buf, cap, "%sSCRAM-SHA-256%s", plaintext_auth_ok(s) ? "PLAIN LOGIN " : "",
              any_cram_user(s->users) ? " CRAM-MD5" : "");
     return buf;
@@ -369,7 +430,7 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t arglen)
         odmr_ehlo(s);
         return;
     }
-    char line[SMTP_REPLY_MAX], auth[80], mechs[64], future[80];
+    char line[SMTP_REPLY_MAX], auth[SMTP_REPLY_MAX - 16], mechs[SMTP_REPLY_MAX - 32], future[80];
     snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     reply_line(s, RP_HELO, true, line);
     snprintf(line, sizeof line, "SIZE %zu", s->cfg->max_message_size);
@@ -447,7 +508,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
         error_reply(s, RP_TLS_REQUIRED, NULL);
         return;
     }
-    if (s->users && !s->authenticated && s->listener &&
+    if (auth_offered(s) && !s->authenticated && s->listener &&
         (s->listener->kind == LISTEN_SUBMISSION || s->listener->kind == LISTEN_SMTPS)) {
         error_reply(s, RP_AUTH_REQUIRED, "Authentication required: submission needs AUTH "
                                          "before MAIL (RFC 4954)");
@@ -928,6 +989,9 @@ static const char dummy_hash[] = "$y$j9T$7PaUK6TQDHgXPAhpm6B1H/$";
 
 static void auth_reset(struct session *s)
 {
+    if (s->sasl && (s->auth_step == AUTH_EXT_WAIT || s->auth_step == AUTH_EXT_CONT))
+        s->sasl->cancel(s->io.ctx);
+    s->ext_user[0] = '\0';
     s->auth_step = AUTH_IDLE;
     memset(s->login_user, 0, sizeof s->login_user);
     s->cram_challenge[0] = '\0';
@@ -1105,6 +1169,131 @@ static void auth_scram_final(struct session *s, const char *msg, size_t len)
     free(final);
 }
 
+/* ---- relaying to an external SASL server (Dovecot) ---- */
+
+/* Relay the client's (decoded) response, re-encoded: only canonical base64 reaches the
+ * server's protocol, whatever the client sent. */
+static void relay_continue(struct session *s, const unsigned char *msg, size_t len)
+{
+    char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
+    smtp_b64_encode(msg, len, enc);
+    bool ok = s->sasl->cont(s->io.ctx, enc);
+    free(enc);
+    if (!ok) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, s->ext_mech);
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    s->auth_step = AUTH_EXT_WAIT;
+}
+
+/* A 334 with the server's base64 data as it is (already checked to be base64). */
+static void relay_challenge(struct session *s, const char *b64, size_t len)
+{
+    char *text = xstrndup(b64, len);
+    size_t cap = len + 16;
+    char *buf = xmalloc(cap);
+    size_t n = reply_format(buf, cap, RP_AUTH_CONTINUE, false, text);
+    s->io.write(s->io.ctx, buf, n);
+    free(buf);
+    free(text);
+}
+
+/* AUTH <mech> [initial-response] with an external server. */
+static void relay_start(struct session *s, const char *mech, const char *ir, size_t irlen)
+{
+    bool need_tls;
+    const struct dovecot_mech *m = relay_mech(s, mech, &need_tls);
+    if (!m) {
+        error_reply(s, RP_AUTH_UNKNOWN_MECH, NULL);
+        return;
+    }
+    if (need_tls) {
+        log_info("auth client=[%s] mech=%s result=refused reason=no-tls", s->peer, m->name);
+        error_reply(s, RP_AUTH_NEED_TLS, NULL);
+        return;
+    }
+    if (ir && irlen == 1 && ir[0] == '*') {
+        error_reply(s, RP_AUTH_CANCELLED, NULL);
+        return;
+    }
+    char *enc = NULL;
+    if (ir) {
+        unsigned char buf[AUTH_LINE_MAX];
+        long n = auth_decode(ir, irlen, buf, sizeof buf);
+        if (n < 0) {
+            error_reply(s, RP_AUTH_BAD_BASE64, NULL);
+            return;
+        }
+        enc = xmalloc(4 * (((size_t)n + 2) / 3) + 1);
+        smtp_b64_encode(buf, (size_t)n, enc);
+        memset(buf, 0, sizeof buf);
+    }
+    str_copy(s->ext_mech, sizeof s->ext_mech, m->name);
+    bool ok = s->sasl->start(s->io.ctx, m->name, enc, plaintext_auth_ok(s));
+    free(enc);
+    if (!ok) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, m->name);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    s->auth_step = AUTH_EXT_WAIT;
+}
+
+void session_sasl_answer(struct session *s, const struct dovecot_line *a)
+{
+    if (s->auth_step != AUTH_EXT_WAIT || s->state == ST_CLOSED)
+        return; /* an answer nobody waits for any more */
+    if (!a) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, s->ext_mech);
+        s->auth_step = AUTH_IDLE; /* the I/O layer has forgotten the request already */
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    if (a->kind == DOVECOT_CONT) {
+        s->auth_step = AUTH_EXT_CONT;
+        relay_challenge(s, a->data, a->datalen);
+        return;
+    }
+    s->auth_step = AUTH_IDLE; /* OK and FAIL end the server's request */
+    char user[USERS_NAME_MAX + 1];
+    if (!str_copy(user, sizeof user, a->user))
+        user[0] = '\0';
+    if (a->kind == DOVECOT_FAIL && a->temp) {
+        log_warn("auth client=[%s] mech=%s user=%s result=tempfail reason=%s", s->peer,
+                 s->ext_mech, user[0] ? user : "-", a->reason[0] ? a->reason : "-");
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    if (a->kind == DOVECOT_FAIL) {
+        if (a->reason[0])
+            log_info("auth client=[%s] mech=%s dovecot reason: %s", s->peer, s->ext_mech,
+                     a->reason);
+        auth_done(s, s->ext_mech, user, false);
+        return;
+    }
+    if (!user[0]) { /* OK without a (usable) user name: nothing to authorise as */
+        log_warn("auth client=[%s] mech=%s: the auth server said OK without a user name",
+                 s->peer, s->ext_mech);
+        auth_done(s, s->ext_mech, "", false);
+        return;
+    }
+    if (a->data && a->datalen > 0) { /* success with final server data (RFC 4954 4) */
+        auth_reset(s);
+        str_copy(s->ext_user, sizeof s->ext_user, user);
+        s->auth_step = AUTH_EXT_FINAL;
+        relay_challenge(s, a->data, a->datalen);
+        return;
+    }
+    auth_done(s, s->ext_mech, user, true);
+}
+
 static void auth_step_line(struct session *s, const char *line, size_t len)
 {
     if (len == 1 && line[0] == '*') { /* the client cancels (RFC 4954 4) */
@@ -1158,6 +1347,17 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
         auth_done(s, "SCRAM-SHA-256", user, n == 0);
         break;
     }
+    case AUTH_EXT_CONT:
+        relay_continue(s, buf, (size_t)n);
+        break;
+    case AUTH_EXT_FINAL: {
+        /* RFC 4954 4: the client acknowledges the server's final data with an empty line */
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->ext_user);
+        auth_done(s, s->ext_mech, user, n == 0);
+        break;
+    }
+    case AUTH_EXT_WAIT: /* not reached: nothing is read meanwhile (MODE_WAIT) */
     case AUTH_IDLE:
         break;
     }
@@ -1166,7 +1366,7 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
 
 static void cmd_auth(struct session *s, const char *arg, size_t arglen)
 {
-    if (!s->users) {
+    if (!auth_offered(s)) {
         error_reply(s, RP_NOT_IMPLEMENTED, "AUTH is not offered here");
         return;
     }
@@ -1205,6 +1405,10 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
     mech[m] = '\0';
     const char *ir = m < arglen ? arg + m + 1 : NULL;
     size_t irlen = ir ? arglen - m - 1 : 0;
+    if (s->sasl) {
+        relay_start(s, mech, ir, irlen);
+        return;
+    }
     bool plain = str_ieq(mech, "PLAIN"), login = str_ieq(mech, "LOGIN");
     bool cram = str_ieq(mech, "CRAM-MD5"), scram = str_ieq(mech, "SCRAM-SHA-256");
     if (!plain && !login && !(cram && any_cram_user(s->users)) && !scram) {
@@ -1629,7 +1833,7 @@ void session_line_too_long(struct session *s)
 size_t session_max_line(const struct session *s)
 {
     if (s->auth_step != AUTH_IDLE ||
-        (s->users && !s->authenticated && s->state == ST_READY && s->esmtp))
+        (auth_offered(s) && !s->authenticated && s->state == ST_READY && s->esmtp))
         return AUTH_LINE_MAX;
     return SMTP_CMDLINE_MAX;
 }
@@ -1637,6 +1841,11 @@ size_t session_max_line(const struct session *s)
 void session_set_users(struct session *s, const struct users *users)
 {
     s->users = users;
+}
+
+void session_set_sasl(struct session *s, const struct session_sasl *sasl)
+{
+    s->sasl = sasl;
 }
 
 void session_set_authlock(struct session *s, struct authlock *t)
@@ -1767,6 +1976,8 @@ enum session_mode session_mode(const struct session *s)
         return MODE_WAIT;
     if (s->state == ST_TURNED)
         return MODE_RELAY;
+    if (s->auth_step == AUTH_EXT_WAIT)
+        return MODE_WAIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

@@ -1083,6 +1083,28 @@ static void test_outbound_errors(void **state)
 
 /* ---- SMTP AUTH keywords (docs/auth.md) --------------------------------------------------- */
 
+static void test_dovecot_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_int_equal(cfg.auth_backend, AUTH_BACKEND_USERS);
+    assert_string_equal(cfg.dovecot_auth_socket, "/run/dovecot/auth-client");
+    assert_int_equal(cfg.dovecot_auth_timeout, 30);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "auth_backend dovecot\ndovecot_auth_socket /var/spool/tern/auth\n"
+                        "dovecot_auth_timeout 5s\n");
+    assert_int_equal(cfg.auth_backend, AUTH_BACKEND_DOVECOT);
+    assert_string_equal(cfg.dovecot_auth_socket, "/var/spool/tern/auth");
+    assert_int_equal(cfg.dovecot_auth_timeout, 5);
+    config_free(&cfg);
+    expect_error(BASE "auth_backend ldap\n",
+                 "t.conf:3: auth_backend: expected users or dovecot, got 'ldap'");
+    expect_error(BASE "auth_backend dovecot\nusers_file /etc/tern/users\n",
+                 "t.conf:4: users_file is not used with auth_backend dovecot (Dovecot checks "
+                 "the passwords): remove one of them");
+}
+
 static void test_auth_keywords(void **state)
 {
     (void)state;
@@ -1202,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_outbound_keywords),
         cmocka_unit_test(test_outbound_errors),
         cmocka_unit_test(test_auth_keywords),
+        cmocka_unit_test(test_dovecot_keywords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dovecot_proto.h"
 #include "scram.h"
 #include "session.h"
 #include "smtp_reply.h"
@@ -909,6 +910,180 @@ static void test_odmr_atrn(void **state)
     users_free(&u);
 }
 
+/* ---- AUTH relayed to an external SASL server (auth_backend dovecot) ----
+ * The server's side is played by Dovecot's own protocol lines, parsed by dovecot_proto.c;
+ * the real socket client (dovecot_auth.c) is exercised by test_dovecot_auth.py. */
+
+static struct {
+    struct dovecot_mechs mechs;
+    bool known;          /* a handshake happened: mechs is valid */
+    bool reachable;
+    int starts, conts, cancels;
+    char mech[32], resp[256];
+    bool has_resp, secured;
+} ext;
+
+static const struct dovecot_mechs *ext_mechs(void *ctx)
+{
+    (void)ctx;
+    return ext.known ? &ext.mechs : NULL;
+}
+
+static bool ext_start(void *ctx, const char *mech, const char *resp, bool secured)
+{
+    (void)ctx;
+    ext.starts++;
+    str_copy(ext.mech, sizeof ext.mech, mech);
+    ext.has_resp = resp != NULL;
+    str_copy(ext.resp, sizeof ext.resp, resp ? resp : "");
+    ext.secured = secured;
+    return ext.reachable;
+}
+
+static bool ext_cont(void *ctx, const char *resp)
+{
+    (void)ctx;
+    ext.conts++;
+    str_copy(ext.resp, sizeof ext.resp, resp);
+    return ext.reachable;
+}
+
+static void ext_cancel(void *ctx)
+{
+    (void)ctx;
+    ext.cancels++;
+}
+
+static const struct session_sasl ext_ops = {ext_mechs, ext_start, ext_cont, ext_cancel};
+
+/* Dovecot answers with this line; returns the session's reply. */
+static const char *answer(struct session *s, const char *line)
+{
+    struct dovecot_line l;
+    outlen = 0;
+    out[0] = '\0';
+    if (line) {
+        assert_int_not_equal(dovecot_parse_line(line, strlen(line), &l), DOVECOT_BAD);
+        session_sasl_answer(s, &l);
+    } else {
+        session_sasl_answer(s, NULL);
+    }
+    return out;
+}
+
+static struct session *relay_session(struct config *c, struct listen_cfg *l, struct authlock *t)
+{
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct session *s = session_new(c, l, "192.0.2.7", &io);
+    assert_non_null(s);
+    session_set_sasl(s, &ext_ops);
+    session_set_authlock(s, t);
+    outlen = 0;
+    cmd(s, "EHLO client.test");
+    return s;
+}
+
+static void test_auth_relay(void **state)
+{
+    (void)state;
+    struct config c2 = cfg;
+    c2.max_errors = 100;
+    c2.sender_login_match = true;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_SUBMISSION;
+    struct authlock t;
+    authlock_init(&t, 0, 600);
+    memset(&ext, 0, sizeof ext);
+    ext.reachable = true;
+    const char *hs[] = {"MECH\tPLAIN\tplaintext", "MECH\tLOGIN\tplaintext",
+                        "MECH\tCRAM-MD5\tdictionary", "MECH\tANONYMOUS\tanonymous",
+                        "MECH\tEXTERNAL", "MECH\tSCRAM-SHA-256-PLUS\tmutual-auth",
+                        "MECH\tSCRAM-SHA-256\tmutual-auth"};
+    for (size_t i = 0; i < ARRAY_LEN(hs); i++) {
+        struct dovecot_line dl;
+        assert_int_equal(dovecot_parse_line(hs[i], strlen(hs[i]), &dl), DOVECOT_MECH);
+        ext.mechs.v[ext.mechs.n++] = dl.mech;
+    }
+
+    /* before any handshake: PLAIN and LOGIN are assumed, and need TLS */
+    struct session *s = relay_session(&c2, &l, &t);
+    assert_null(strstr(out, "AUTH"));
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGEAYg=="), "538 5.7.11 ", 11) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@example.test>"), "530 5.7.0 ", 10) == 0);
+    session_free(s);
+    ext.known = true;
+    s = relay_session(&c2, &l, &t);
+    assert_non_null(strstr(out, "250-AUTH CRAM-MD5 SCRAM-SHA-256\r\n"));
+    assert_true(strncmp(cmd(s, "AUTH EXTERNAL ="), "504 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH ANONYMOUS"), "504 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH LOGIN"), "538 5.7.11 ", 11) == 0);
+    assert_int_equal(ext.starts, 0);
+    /* a generic exchange: CONT -> 334, the client's answer canonicalised, OK -> 235 */
+    assert_string_equal(cmd(s, "AUTH cram-md5"), "");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    assert_string_equal(ext.mech, "CRAM-MD5");
+    assert_false(ext.has_resp);
+    assert_false(ext.secured);
+    assert_string_equal(answer(s, "CONT\t1\tPDEyMz4="), "334 PDEyMz4=\r\n");
+    assert_int_equal(session_mode(s), MODE_LINE);
+    assert_string_equal(cmd(s, "YWxpY2UgMDEyMzQ1Njc4OWFiY2RlZg=="), "");
+    assert_int_equal(ext.conts, 1);
+    assert_string_equal(ext.resp, "YWxpY2UgMDEyMzQ1Njc4OWFiY2RlZg==");
+    assert_true(strncmp(answer(s, "OK\t1\tuser=alice@example.test"), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "alice@example.test");
+    /* Dovecot's name is what sender_login_match uses */
+    assert_true(strncmp(cmd(s, "MAIL FROM:<demo@example.test>"), "553 5.7.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<alice@example.test>"), "250 2.1.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "250 2.1.5 ", 10) == 0);
+    session_free(s);
+    assert_int_equal(ext.cancels, 0);
+
+    /* over TLS: PLAIN with an initial response, "secured"; FAIL -> 535; temp -> 454 */
+    s = relay_session(&c2, &l, &t);
+    session_tls_started(s, "TLSv1.3 test");
+    assert_non_null(strstr(cmd(s, "EHLO client.test"),
+                           "250-AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256\r\n"));
+    assert_string_equal(cmd(s, "AUTH PLAIN =") , "");
+    assert_true(ext.has_resp && ext.secured);
+    assert_string_equal(ext.resp, "");
+    assert_true(strncmp(answer(s, "FAIL\t2\tuser=alice@example.test"), "535 5.7.8 ", 10) == 0);
+    assert_string_equal(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "");
+    assert_string_equal(ext.resp, "AGFsaWNlAHB3");
+    assert_true(strncmp(answer(s, "FAIL\t3\ttemp\treason=db down"), "454 4.7.0 ", 10) == 0);
+    /* unreachable at the start, or no answer in time: 454 */
+    ext.reachable = false;
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "454 4.7.0 ", 10) == 0);
+    ext.reachable = true;
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    assert_true(strncmp(answer(s, NULL), "454 4.7.0 ", 10) == 0);
+    /* cancel and bad base64 in the middle: the server is told to forget the request */
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    answer(s, "CONT\t5\tVXNlcm5hbWU6");
+    assert_true(strncmp(cmd(s, "*"), "501 5.7.0 ", 10) == 0);
+    assert_int_equal(ext.cancels, 1);
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    answer(s, "CONT\t6\tVXNlcm5hbWU6");
+    assert_true(strncmp(cmd(s, "a\tb"), "501 5.5.2 ", 10) == 0);
+    assert_int_equal(ext.cancels, 2);
+    /* OK without a usable user name is not a success */
+    assert_string_equal(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "");
+    assert_true(strncmp(answer(s, "OK\t7\tuser=a\001nb"), "535 5.7.8 ", 10) == 0);
+    /* success with final data: 334, then the client's empty response, then 235 */
+    assert_string_equal(cmd(s, "AUTH SCRAM-SHA-256 biwsbj1hbGljZSxyPXh5eg=="), "");
+    assert_string_equal(answer(s, "OK\t8\tuser=alice@example.test\tresp=dj1hYmM="),
+                        "334 dj1hYmM=\r\n");
+    assert_null(session_auth_user(s));
+    assert_true(strncmp(cmd(s, ""), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "alice@example.test");
+    /* a session freed while Dovecot thinks cancels the request */
+    session_free(s);
+    s = relay_session(&c2, &l, &t);
+    cmd(s, "AUTH CRAM-MD5");
+    session_free(s);
+    assert_int_equal(ext.cancels, 3);
+    authlock_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -933,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_etrn),
         cmocka_unit_test(test_etrn_answers),
         cmocka_unit_test(test_odmr_atrn),
+        cmocka_unit_test(test_auth_relay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
