@@ -252,6 +252,13 @@ printf 'To: alice@local.test\r\nSubject: php\r\nX-PHP-Originating-Script: 0:test
 rc=$?
 wait_for 20 eval '[ "$(inbox)" -gt "$n0" ]'
 check sendmail-php-crlf "rc=$rc $(cat "$T/err")" eval '[ $rc = 0 ] && has "$(newest)" "^Hello from PHP"'
+# An unprivileged user (a web server's PHP, uid 54321 here) submits just as well.
+n0=$(inbox)
+printf 'To: alice@local.test\nSubject: from the web\n\nweb body\n' |
+    setpriv --reuid 54321 --regid 54321 --clear-groups "$Q_TERN" sendmail -C "$T/tern.conf" -t -i 2>"$T/err"
+rc=$?
+wait_for 20 eval '[ "$(inbox)" -gt "$n0" ]'
+check sendmail-unprivileged "rc=$rc $(cat "$T/err")" eval '[ $rc = 0 ] && has "$(newest)" "^web body"'
 # Refused recipient: nothing is sent, non-zero exit, the message is kept in ~/dead.letter.
 n0=$(inbox)
 printf 'Subject: refused\n\nkeep me\n' | sendmail alice@local.test nobody@local.test 2>"$T/err"
