@@ -336,10 +336,23 @@ static long do_show(struct control_ctx *c, enum control_target t, const char *qi
             env.client_helo ? env.client_helo : "?", env.protocol ? env.protocol : "?");
     if (env.envid && env.envid[0])
         fprintf(c->out, "Envelope-ID: %s\n", env.envid);
+    if (env.ret != RET_UNSPEC)
+        fprintf(c->out, "Return: %s\n", env.ret == RET_HDRS ? "headers only" : "full message");
     for (size_t i = 0; i < env.nrcpts; i++) {
         const struct envelope_rcpt *r = &env.rcpts[i];
         fprintf(c->out, "Recipient: <%s> %s, %d attempt%s", r->addr, status_name(r->status),
                 r->attempts, r->attempts == 1 ? "" : "s");
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } notify[] = {{NOTIFY_NEVER, "never"}, {NOTIFY_SUCCESS, "success"},
+                      {NOTIFY_FAILURE, "failure"}, {NOTIFY_DELAY, "delay"}};
+        const char *sep = ", notify "; /* RFC 3461 NOTIFY */
+        for (size_t k = 0; k < ARRAY_LEN(notify); k++)
+            if (r->notify & notify[k].bit) {
+                fprintf(c->out, "%s%s", sep, notify[k].name);
+                sep = " ";
+            }
         if (r->status == RCPT_PENDING && r->next_try > now) {
             control_format_age((long long)(r->next_try - now), agebuf, sizeof agebuf);
             fprintf(c->out, ", next try in %s", agebuf);

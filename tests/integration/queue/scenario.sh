@@ -351,6 +351,15 @@ check queue-delete-all "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out
 sleep 1 # a bounce, if one were (wrongly) queued, would reach alice's Maildir now
 check queue-delete-no-bounce "$(inbox) vs $n0" eval '[ "$(inbox)" = "$n0" ]'
 
+# ---- DSN flags: -N, -R, -V reach the envelope -------------------------------------------------
+printf 'Subject: dsn\n\nx\n' | sendmail -v -N failure,delay -R hdrs -V env-42 -f alice@local.test jo@slow.q.test 2>"$T/err"
+rc=$?
+qid7=$(sed -n 's/.*queued as \([0-9A-Z]*\).*/\1/p' "$T/err")
+tern queue show "$qid7" >"$T/out" 2>&1
+check sendmail-N-R-V "rc=$rc $(head -12 "$T/out")" eval '[ $rc = 0 ] && has "$T/out" "^Envelope-ID: env-42" &&
+    has "$T/out" "^Return: headers only" && has "$T/out" "^Recipient: <jo@slow.q.test> pending, [0-9]* attempts\?, notify failure delay"'
+tern queue delete "$qid7" >/dev/null 2>&1
+
 # ---- hold and delete while a delivery is in progress: done when the attempt ends ------------
 capture busy 127.0.0.43 --greeting-delay 30
 being_delivered() { tern queue show "$1" 2>/dev/null | grep -q "^State: being delivered"; }
