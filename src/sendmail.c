@@ -286,6 +286,37 @@ static void reply_text(const struct smtp_reply *r, char *out, size_t cap)
     snprintf(out, cap, "%s", r->nlines > 0 ? r->lines[0] : "(empty reply)");
 }
 
+/* RFC 3461 4.1: NOTIFY is NEVER, or a list of SUCCESS, FAILURE, DELAY. */
+static bool notify_ok(const char *v)
+{
+    char buf[64];
+    if (!str_copy(buf, sizeof buf, v) || !buf[0])
+        return false;
+    if (str_ieq(buf, "never"))
+        return true;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (!str_ieq(t, "success") && !str_ieq(t, "failure") && !str_ieq(t, "delay"))
+            return false;
+    return v[strlen(v) - 1] != ',';
+}
+
+/* ENVID as xtext (RFC 3461 4): '+', '=' and octets outside 33..126 become "+XX". false if
+ * the result would be longer than the 100 characters the server accepts. */
+static bool xtext(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (n + 4 > cap)
+            return false;
+        if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
+            n += (size_t)snprintf(out + n, cap - n, "+%02X", *p);
+        else
+            out[n++] = (char)*p;
+    }
+    out[n] = '\0';
+    return n <= 100;
+}
+
 /* Submit one transaction. 0 on success, else a sysexits code with err set. */
 static int submit(const struct config *cfg, const struct sm_args *a, const char *sender,
                   char **rcpts, size_t nrcpts, const struct sm_msg *m, char *err, size_t errlen)
@@ -321,8 +352,9 @@ static int submit(const struct config *cfg, const struct sm_args *a, const char 
     if (dsn && a->ret)
         n += snprintf(line + n, sizeof line - (size_t)n, " RET=%s",
                       str_ieq(a->ret, "hdrs") ? "HDRS" : "FULL");
-    if (dsn && a->envid && addr_ok(a->envid))
-        snprintf(line + n, sizeof line - (size_t)n, " ENVID=%s", a->envid);
+    char envid[128];
+    if (dsn && a->envid && xtext(a->envid, envid, sizeof envid))
+        snprintf(line + n, sizeof line - (size_t)n, " ENVID=%s", envid);
     if (!command(&nc, line, &r, err, errlen))
         goto out;
     if (r.code / 100 != 2) {
@@ -572,9 +604,21 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
 int sendmail_main(int argc, char **argv)
 {
     struct sm_args a = {0};
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        usage();
+        return 0;
+    }
     signal(SIGPIPE, SIG_IGN); /* a peer gone away is an error to report, not a kill */
     if (parse_args(argc, argv, &a) < 0) {
         usage();
+        return EX_USAGE;
+    }
+    char envid[128];
+    if ((a.notify && !notify_ok(a.notify)) || (a.ret && !str_ieq(a.ret, "full") &&
+                                                !str_ieq(a.ret, "hdrs")) ||
+        (a.envid && !xtext(a.envid, envid, sizeof envid))) {
+        fprintf(stderr, "%s: -N takes never or success,delay,failure; -R full or hdrs; -V at "
+                        "most 100 characters\n", prog);
         return EX_USAGE;
     }
     struct config cfg = {0};
