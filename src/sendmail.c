@@ -404,6 +404,9 @@ static int submit(const struct config *cfg, const struct sm_args *a, const char 
     if (!io_ok || !command(&nc, ".", &r, err, errlen)) {
         if (!io_ok)
             snprintf(err, errlen, "lost the connection to the local server: %s", nc.err);
+        else /* the 250 may have been lost after the commit: say so, keep the copy anyway */
+            snprintf(err, errlen, "no confirmation from the local server after the message "
+                     "(%s): it may or may not have been queued", nc.err);
         goto out;
     }
     reply_text(&r, text, sizeof text);
@@ -590,7 +593,8 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     if (rc == 0)
         rc = submit(cfg, a, sender, list.rcpts, list.nrcpts, &m, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "%s: %s; the message was NOT sent\n", prog, err);
+        fprintf(stderr, "%s: %s%s\n", prog, err,
+                strstr(err, "may or may not") ? "" : "; the message was NOT sent");
         if (m.len > 0)
             dead_letter(sender, m.data, m.len);
     }
