@@ -748,7 +748,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 continue;
             return;
         }
-        struct ucred cred;
+        struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
         socklen_t clen = sizeof cred;
         bool allowed = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
                        (cred.uid == 0 || cred.uid == geteuid());
