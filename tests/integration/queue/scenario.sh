@@ -378,6 +378,13 @@ check queue-delete-busy "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/ou
 check queue-delete-busy-done "$(tail -3 "$T/tern.log")" \
     wait_for 30 eval '[ ! -e "$T/spool/queue/$qid6" ] && [ ! -e "$T/spool/state/$qid6" ] && has "$T/tern.log" "deleted qid=$qid6"'
 
+# ---- a reload (SIGHUP) starts a new queue manager, which serves the socket again -----------
+old_qmgr=$(grep -o 'queue manager started pid=[0-9]*' "$T/tern.log" | tail -1)
+new_qmgr() { [ "$(grep -o 'queue manager started pid=[0-9]*' "$T/tern.log" | tail -1)" != "$old_qmgr" ]; }
+queue_empty() { [ "$(tern queue)" = "Mail queue is empty" ]; }
+kill -HUP "$tern_pid"
+check queue-after-reload "$(tern queue 2>&1 | head -3)" eval 'wait_for 30 new_qmgr && wait_for 30 queue_empty'
+
 # ---- access: only root and the mail user ----------------------------------------------------
 setpriv --reuid 54321 --regid 54321 --clear-groups "$Q_TERN" queue -c "$T/tern.conf" >"$T/out" 2>"$T/err"
 rc=$?
