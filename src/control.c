@@ -284,10 +284,12 @@ static long do_list(struct control_ctx *c, enum control_target t, const char *ar
                 continue;
             }
             struct stat st;
-            long long size = fstat(fd, &st) == 0 && st.st_size > off ? (long long)(st.st_size - off) : 0;
+            long long size =
+                fstat(fd, &st) == 0 && st.st_size > off ? (long long)(st.st_size - off) : 0;
             close(fd);
             if (count == 0)
-                fprintf(c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE", "SENDER / RECIPIENTS");
+                fprintf(c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE",
+                        "SENDER / RECIPIENTS");
             control_format_entry(c->out, &env, size, now, areas[a] == QUEUE_HOLD);
             count++;
             held += areas[a] == QUEUE_HOLD;
@@ -326,7 +328,8 @@ static long do_show(struct control_ctx *c, enum control_target t, const char *qi
     char agebuf[32], when[64];
     control_format_age((long long)(now - env.arrival), agebuf, sizeof agebuf);
     struct tm tm;
-    if (!gmtime_r(&env.arrival, &tm) || strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+    if (!gmtime_r(&env.arrival, &tm) ||
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
         str_copy(when, sizeof when, "?");
     bool busy = area == QUEUE_ACTIVE && c->s->hooks.busy(c->s->hooks.arg, qid);
     fprintf(c->out, "Queue-ID: %s\nState: %s\nArrival: %s (%s ago)\nSender: <%s>\n", env.qid,
