@@ -554,7 +554,8 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     char date[64], msgid[300];
     time_t now = time(NULL);
     struct tm tm;
-    if (!localtime_r(&now, &tm) || strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+    if (!localtime_r(&now, &tm) ||
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
         str_copy(date, sizeof date, "Thu, 01 Jan 1970 00:00:00 +0000");
     unsigned long long rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
