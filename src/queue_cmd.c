@@ -90,6 +90,8 @@ static const char *build_request(const char *prog, int argc, char **argv, char *
             return NULL;
         }
         const char *arg = nargs ? argv[1] : "";
+        if (str_ieq(arg, "all") && strcmp(cmds[i].verb, "DELETE") == 0)
+            arg = "ALL";
         if (strchr(arg, '\n') || strchr(arg, ' ') || strlen(arg) > 512) {
             fprintf(stderr, "%s: invalid argument\n", prog);
             return NULL;
