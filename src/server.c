@@ -209,6 +209,14 @@ static void session_pause(void *ctx, unsigned ms)
     bufferevent_disable(c->bev, EV_READ);
 }
 
+/* The answer MODE_WAIT waited for has come (queue manager, Dovecot): read again, and first
+ * what the client pipelined meanwhile. */
+static void resume_input(struct conn *c)
+{
+    bufferevent_enable(c->bev, EV_READ);
+    process_input(c, bufferevent_get_input(c->bev));
+}
+
 /* ETRN (RFC 1985): the session asks the queue manager over its control socket; input waits
  * (MODE_WAIT) until the answer, so the worker's other sessions never do. */
 #define CONTROL_WAIT 30 /* seconds before ETRN answers 458 without the queue manager's answer */
@@ -219,7 +227,7 @@ static void control_answered(void *arg, long n, const char *err)
     c->ctl = NULL;
     session_control_done(c->session, n, err);
     if (!c->closing && !c->handshaking && !c->paused)
-        process_input(c, bufferevent_get_input(c->bev));
+        resume_input(c);
 }
 
 static void session_control(void *ctx, const char *request)
@@ -421,10 +429,12 @@ static void on_atrn_answer(void *arg, long messages, const char *why)
         c->atrn_fd = -1;
     }
     session_atrn_result(c->session, messages, why);
-    if (session_mode(c->session) == MODE_RELAY)
+    if (session_mode(c->session) == MODE_RELAY) {
         relay_start(c);
-    else
-        process_input(c, bufferevent_get_input(c->bev)); /* commands pipelined meanwhile */
+        bufferevent_enable(c->bev, EV_READ); /* now the customer's side of the relay */
+    } else {
+        resume_input(c); /* commands pipelined meanwhile */
+    }
 }
 
 /* The session accepted an ATRN: hand one end of a socketpair to the queue manager. */
@@ -504,7 +514,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
     else if (mode == MODE_STARTTLS)
         start_tls(c, in);
     else if (mode == MODE_WAIT)
-        bufferevent_disable(c->bev, EV_READ); /* until Dovecot answers (on_sasl_answer) */
+        bufferevent_disable(c->bev, EV_READ); /* until the answer comes: resume_input */
     else
         set_timeout(c);
 }
@@ -525,8 +535,7 @@ static void on_sasl_answer(void *arg, const struct dovecot_line *answer)
     }
     if (c->paused)
         return; /* a failed AUTH: on_pause_over resumes */
-    bufferevent_enable(c->bev, EV_READ);
-    process_input(c, bufferevent_get_input(c->bev));
+    resume_input(c);
 }
 
 static const struct dovecot_mechs *sasl_mechs(void *ctx)
