@@ -108,6 +108,8 @@ check-tls:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/tern
 	install -m 755 $(BUILD)/tern $(DESTDIR)$(PREFIX)/sbin/tern
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/mailq
 	[ -e $(DESTDIR)/etc/tern/tern.conf ] || install -m 644 etc/tern.conf $(DESTDIR)/etc/tern/tern.conf
 
 clean:

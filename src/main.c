@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "queue_cmd.h"
 #include "send.h"
+#include "sendmail.h"
 #include "serve.h"
 #include "user_cmd.h"
 #include "util.h"
@@ -24,6 +26,8 @@ static const struct command commands[] = {
     {"send", send_main, "walk one SMTP session and explain every reply (--to ADDR ...)"},
     {"check", check_main, "deliverability report for a mail domain (MX, TLS, SPF, DMARC, ...)"},
     {"user", user_main, "manage the SMTP AUTH users file (add, passwd, del, list)"},
+    {"queue", queue_main, "list and manage the queue (list, show, flush, delete, hold, release, requeue)"},
+    {"sendmail", sendmail_main, "sendmail-compatible submission (-t, -i, -f, -bs, -bp, -q ...)"},
     {"version", cmd_version, "print tern's version"},
     {"help", cmd_help, "list the commands"},
 };
@@ -54,8 +58,24 @@ static int cmd_help(int argc, char **argv)
     return 0;
 }
 
+/* Installed as links named mailq and sendmail (make install), tern is those programs. */
+static const char *invoked_as(const char *argv0)
+{
+    const char *slash = strrchr(argv0, '/');
+    return slash ? slash + 1 : argv0;
+}
+
 int main(int argc, char **argv)
 {
+    const char *self = argc > 0 ? invoked_as(argv[0]) : "tern";
+    if (strcmp(self, "mailq") == 0) {
+        argv[0] = "mailq";
+        return queue_main(argc, argv);
+    }
+    if (strcmp(self, "sendmail") == 0) {
+        argv[0] = "sendmail";
+        return sendmail_main(argc, argv);
+    }
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -172,6 +172,9 @@ int notify_clean(const char *spool_dir)
         n = snprintf(path, sizeof path, "%s/queue/%s", spool_dir, qid);
         if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) == 0 || errno != ENOENT)
             continue;
+        n = snprintf(path, sizeof path, "%s/hold/%s", spool_dir, qid); /* tern queue hold */
+        if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) == 0 || errno != ENOENT)
+            continue;
         notify_forget(spool_dir, qid);
         removed++;
     }

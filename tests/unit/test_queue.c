@@ -405,6 +405,52 @@ static void test_scan_state_remove(void **state)
     assert_int_equal(queue_remove(spool, "../../etc"), -1);
 }
 
+/* Hold and release: the file moves between queue/ and hold/, never replaces one, and a held
+ * message keeps its state through queue_clean_state. */
+static void test_hold(void **state)
+{
+    (void)state;
+    char id[QUEUE_ID_MAX], list[200] = "";
+    queue_message("Subject: h\r\n\r\nhi\r\n", 18, id);
+    struct envelope env;
+    envelope_init(&env);
+    int fd;
+    off_t off;
+    assert_int_equal(queue_load(spool, id, &env, &fd, &off), 0);
+    close(fd);
+    env.rcpts[0].status = RCPT_DELIVERED;
+    assert_int_equal(queue_save_state(spool, &env), 0);
+    envelope_free(&env);
+
+    assert_int_equal(queue_move(spool, id, QUEUE_ACTIVE, QUEUE_HOLD), 0);
+    assert_int_equal(queue_scan(spool, collect, list), 0);
+    assert_int_equal(queue_scan_in(spool, QUEUE_HOLD, collect, list), 1);
+    assert_int_equal(queue_clean_state(spool), 0); /* the held message's state stays */
+    envelope_init(&env);
+    assert_int_equal(queue_load_in(spool, QUEUE_HOLD, id, &env, &fd, &off), 0);
+    close(fd);
+    assert_int_equal(envelope_pending(&env), 1); /* with its state */
+    envelope_free(&env);
+    errno = 0;
+    assert_int_equal(queue_move(spool, id, QUEUE_ACTIVE, QUEUE_HOLD), -1);
+    assert_int_equal(errno, ENOENT);
+    /* A file of the same name where it should go is never replaced. */
+    touch("queue", id);
+    errno = 0;
+    assert_int_equal(queue_move(spool, id, QUEUE_HOLD, QUEUE_ACTIVE), -1);
+    assert_int_equal(errno, EEXIST);
+    char path[500];
+    snprintf(path, sizeof path, "%s/queue/%s", spool, id);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(queue_move(spool, id, QUEUE_HOLD, QUEUE_ACTIVE), 0);
+    assert_int_equal(count_files("hold"), 0);
+    assert_int_equal(queue_move(spool, "../x", QUEUE_HOLD, QUEUE_ACTIVE), -1);
+    assert_int_equal(queue_move(spool, id, QUEUE_ACTIVE, QUEUE_HOLD), 0);
+    assert_int_equal(queue_remove_in(spool, QUEUE_HOLD, id), 0);
+    assert_int_equal(count_files("hold"), 0);
+    assert_int_equal(count_files("state"), 0);
+}
+
 /* Damaged or foreign state files are ignored; damaged queue files are reported. */
 static void test_bad_files(void **state)
 {
@@ -502,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan_state_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_state, setup, teardown),
     };
