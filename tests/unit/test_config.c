@@ -577,7 +577,7 @@ static void test_listen(void **state)
     static const struct {
         const char *line, *msg;
     } errs[] = {
-        {"listen\n", "listen: missing value (expected ADDR:PORT [smtp|submission|smtps] "
+        {"listen\n", "listen: missing value (expected ADDR:PORT [smtp|submission|smtps|odmr] "
                       "[options])"},
         {"listen 127.0.0.1:25 smtp extra\n",
          "listen: unknown option 'extra' (expected starttls, no-starttls, require-tls or "
@@ -606,7 +606,7 @@ static void test_listen(void **state)
         {"listen 127.0.0.1:99999999999999999999999\n",
          "listen: bad port in '127.0.0.1:99999999999999999999999' (expected 1 to 65535)"},
         {"listen [::1]:25 lmtp\n",
-         "listen: unknown kind 'lmtp' (expected smtp, submission or smtps)"},
+         "listen: unknown kind 'lmtp' (expected smtp, submission, smtps or odmr)"},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         char t[256], m[512];
