@@ -110,6 +110,7 @@ install: all
 	install -m 755 $(BUILD)/tern $(DESTDIR)$(PREFIX)/sbin/tern
 	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/sendmail
 	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/mailq
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/newaliases
 	[ -e $(DESTDIR)/etc/tern/tern.conf ] || install -m 644 etc/tern.conf $(DESTDIR)/etc/tern/tern.conf
 
 clean:

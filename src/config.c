@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aliases.h"
 #include "dns.h"
 #include "util.h"
 
@@ -747,10 +748,11 @@ static int kw_transport(struct parser *p, const struct keyword *kw, char **argv,
     return 0;
 }
 
-/* relay_networks CIDR...: "127.0.0.0/8", "::1/128", or an address alone (a /32 or /128). */
-static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+/* A list of networks (relay_networks, etrn_networks): "127.0.0.0/8", "::1/128", or an address
+ * alone (a /32 or /128), appended to *v. */
+static int add_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc,
+                        struct cidr_cfg **v, size_t *n)
 {
-    struct config *cfg = p->cfg;
     if (argc == 0)
         return perr(p, "%s: missing value (expected networks such as 192.0.2.0/24 ::1/128)",
                     kw->name);
@@ -776,11 +778,21 @@ static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **
         c.prefix = (unsigned)pl;
         for (unsigned bit = c.prefix; bit < max; bit++) /* host bits are not part of it */
             c.addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
-        cfg->relay_networks = xrealloc(cfg->relay_networks,
-                                       (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
-        cfg->relay_networks[cfg->nrelay_networks++] = c;
+        *v = xrealloc(*v, (*n + 1) * sizeof **v);
+        (*v)[(*n)++] = c;
     }
     return 0;
+}
+
+static int kw_relay_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    return add_networks(p, kw, argv, argc, &p->cfg->relay_networks, &p->cfg->nrelay_networks);
+}
+
+/* etrn_networks CIDR...: clients that may use ETRN without AUTH (RFC 1985). */
+static int kw_etrn_networks(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    return add_networks(p, kw, argv, argc, &p->cfg->etrn_networks, &p->cfg->netrn_networks);
 }
 
 /* resolver IP[:PORT] */
@@ -842,6 +854,19 @@ static int kw_outbound_tls(struct parser *p, const struct keyword *kw, char **ar
     return 0;
 }
 
+static int kw_auth_backend(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    if (strcmp(argv[0], "users") == 0)
+        p->cfg->auth_backend = AUTH_BACKEND_USERS;
+    else if (strcmp(argv[0], "dovecot") == 0)
+        p->cfg->auth_backend = AUTH_BACKEND_DOVECOT;
+    else
+        return perr(p, "%s: expected users or dovecot, got '%s'", kw->name, argv[0]);
+    return 0;
+}
+
 #define F(member) offsetof(struct config, member)
 #define DAY 86400ULL
 /* 1 TiB, or what size_t holds on a 32-bit system. */
@@ -898,8 +923,18 @@ static const struct keyword keywords[] = {
     {"sender_login", kw_sender_login, 0, 0, 0, true},
     {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
+    {"future_release_max", kw_duration, F(future_release_max), 0, 365 * DAY, false},
+    {"etrn_networks", kw_etrn_networks, 0, 0, 0, true},
     {"odmr_domain", kw_odmr_domain, 0, 0, 0, true},
     {"control_socket", kw_path, F(control_socket), 0, 0, false},
+    {"aliases", kw_path, F(aliases_file), 0, 0, false},
+    {"virtual_aliases", kw_path, F(virtual_aliases_file), 0, 0, false},
+    {"relocated", kw_path, F(relocated_file), 0, 0, false},
+    {"allow_include", kw_bool, F(allow_include), 0, 0, false},
+    {"allow_pipe_aliases", kw_bool, F(allow_pipe_aliases), 0, 0, false},
+    {"auth_backend", kw_auth_backend, 0, 0, 0, false},
+    {"dovecot_auth_socket", kw_path, F(dovecot_auth_socket), 0, 0, false},
+    {"dovecot_auth_timeout", kw_duration, F(dovecot_auth_timeout), 1, 3600, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1080,6 +1115,13 @@ static int config_finish(struct parser *p, size_t last_line)
         }
     }
 
+    /* Two sources of users would make "who is alice?" ambiguous. */
+    if (cfg->auth_backend == AUTH_BACKEND_DOVECOT && cfg->users_file) {
+        size_t l = kw_line(p, "users_file");
+        p->line = l ? l : kw_line(p, "auth_backend");
+        return perr(p, "users_file is not used with auth_backend dovecot (Dovecot checks the "
+                       "passwords): remove one of them");
+    }
     if (cfg->retry_min > cfg->retry_max) {
         size_t l = kw_line(p, "retry_max");
         p->line = l ? l : kw_line(p, "retry_min");
@@ -1142,6 +1184,10 @@ static void set_defaults(struct config *cfg)
     cfg->outbound_idle = 5;
     cfg->auth_max_failures = 10;
     cfg->auth_lockout = 900;
+    cfg->future_release_max = 7 * 86400;
+    cfg->allow_include = true;
+    cfg->dovecot_auth_socket = xstrdup("/run/dovecot/auth-client");
+    cfg->dovecot_auth_timeout = 30;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,
@@ -1255,10 +1301,12 @@ void config_free(struct config *cfg)
         dest_free(&cfg->transports[i]);
     free(cfg->transports);
     free(cfg->relay_networks);
+    free(cfg->etrn_networks);
     free(cfg->resolver);
     free(cfg->retry_schedule);
     free(cfg->users_file);
     free(cfg->control_socket);
+    free(cfg->dovecot_auth_socket);
     for (size_t i = 0; i < cfg->nsender_logins; i++) {
         free(cfg->sender_logins[i].user);
         free(cfg->sender_logins[i].addr);
@@ -1271,6 +1319,11 @@ void config_free(struct config *cfg)
         free(cfg->odmr_domains[i].domain);
     }
     free(cfg->odmr_domains);
+    free(cfg->aliases_file);
+    free(cfg->virtual_aliases_file);
+    free(cfg->relocated_file);
+    aliases_free(cfg->aliases);
+    free(cfg->aliases);
     /* Leave a zeroed struct so a second config_free (or one after a failed parse) is safe. */
     memset(cfg, 0, sizeof *cfg);
 }
@@ -1384,7 +1437,8 @@ bool config_maildir_path(const struct config *cfg, const char *local, const char
     return true;
 }
 
-bool config_relay_allowed(const struct config *cfg, const char *addr)
+/* Is the client address (numeric text) inside one of the n networks? */
+static bool in_networks(const struct cidr_cfg *nets, size_t n, const char *addr)
 {
     unsigned char a[16];
     int family;
@@ -1403,8 +1457,8 @@ bool config_relay_allowed(const struct config *cfg, const char *addr)
     } else {
         return false;
     }
-    for (size_t i = 0; i < cfg->nrelay_networks; i++) {
-        const struct cidr_cfg *c = &cfg->relay_networks[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct cidr_cfg *c = &nets[i];
         if (c->family != family)
             continue;
         unsigned full = c->prefix / 8, rest = c->prefix % 8;
@@ -1415,6 +1469,17 @@ bool config_relay_allowed(const struct config *cfg, const char *addr)
         return true;
     }
     return false;
+}
+
+bool config_relay_allowed(const struct config *cfg, const char *addr)
+{
+    return in_networks(cfg->relay_networks, cfg->nrelay_networks, addr);
+}
+
+bool config_etrn_allowed(const struct config *cfg, const char *addr)
+{
+    return in_networks(cfg->etrn_networks, cfg->netrn_networks, addr) ||
+           in_networks(cfg->relay_networks, cfg->nrelay_networks, addr);
 }
 
 bool config_sender_owned(const struct config *cfg, const char *user, const char *sender)

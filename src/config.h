@@ -85,6 +85,11 @@ struct odmr_domain_cfg {
     size_t nusers;
 };
 
+enum auth_backend {
+    AUTH_BACKEND_USERS,   /* the users file (users_file) */
+    AUTH_BACKEND_DOVECOT, /* a running Dovecot, over its auth-client socket (dovecot_auth.h) */
+};
+
 struct config {
     char *path;                 /* file it was read from, or "(embedded)" */
     char *hostname;             /* our name: greeting, EHLO, Received; default gethostname() */
@@ -178,13 +183,38 @@ struct config {
     int auth_lockout;           /* seconds locked out (and the window failures count in);
                                    default 15 min */
 
+    /* ---- the rest of the command set (docs/commands.md) ---- */
+    int future_release_max;     /* "future_release_max 7d": the longest hold a client may ask
+                                   for with HOLDFOR/HOLDUNTIL or X-DELIVERY-TIME (RFC 4865);
+                                   0 = not offered; default 7 days */
+    struct cidr_cfg *etrn_networks; /* "etrn_networks CIDR...": clients that may use ETRN
+                                       without AUTH (besides relay_networks); default none */
+    size_t netrn_networks;
+
     /* ---- On-Demand Mail Relay (RFC 2645, docs/odmr.md) ---- */
     struct odmr_domain_cfg *odmr_domains; /* "odmr_domain DOMAIN USER...": held for ATRN */
     size_t nodmr_domains;
     /* ---- queue management (docs/queue.md) ---- */
     char *control_socket;       /* "control_socket PATH": the queue manager's control socket;
                                    NULL = <spool>/control */
+    /* ---- aliases (docs/aliases.md) ---- */
+    char *aliases_file;         /* "aliases FILE": aliases(5) for the local domains; NULL = none */
+    char *virtual_aliases_file; /* "virtual_aliases FILE": user@domain / @domain targets */
+    char *relocated_file;       /* "relocated FILE": user@domain new@address (551 5.1.6) */
+    bool allow_include;         /* "allow_include on|off": :include: files; default on */
+    bool allow_pipe_aliases;    /* "allow_pipe_aliases on|off": deliver to "|command" targets
+                                   of the aliases file (pipe.c); default off */
+    struct alias_db *aliases;   /* the maps, read by aliases_load (not by the pure parser);
+                                   NULL = none; freed by config_free */
+    enum auth_backend auth_backend; /* "auth_backend users|dovecot": where AUTH checks
+                                       credentials; default users (users_file) */
+    char *dovecot_auth_socket;  /* "dovecot_auth_socket PATH": Dovecot's auth-client socket;
+                                   default /run/dovecot/auth-client */
+    int dovecot_auth_timeout;   /* "dovecot_auth_timeout DURATION": longest wait for Dovecot's
+                                   answer (then 454 4.7.0); default 30 s */
 };
+
+struct alias_db;
 
 /* The configuration compiled into the binary (etc/tern.conf). */
 extern const char config_embedded[];
@@ -207,6 +237,8 @@ bool config_has_mailbox(const struct config *cfg, const char *local, const char 
 /* May a client at this address (numeric IPv4/IPv6 text, "::ffff:a.b.c.d" counts as IPv4)
  * relay to any domain? True if it is inside one of relay_networks. */
 bool config_relay_allowed(const struct config *cfg, const char *addr);
+/* May a client at this address use ETRN without AUTH? In etrn_networks or relay_networks. */
+bool config_etrn_allowed(const struct config *cfg, const char *addr);
 /* May the authenticated user send with this envelope sender? Their login name when it is an
  * address, login@each local domain when it is not, and their sender_login entries;
  * comparisons ignore case. */

@@ -285,10 +285,12 @@ static long do_list(struct control_ctx *c, enum control_target t, const char *ar
                 continue;
             }
             struct stat st;
-            long long size = fstat(fd, &st) == 0 && st.st_size > off ? (long long)(st.st_size - off) : 0;
+            long long size =
+                fstat(fd, &st) == 0 && st.st_size > off ? (long long)(st.st_size - off) : 0;
             close(fd);
             if (count == 0)
-                fprintf(c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE", "SENDER / RECIPIENTS");
+                fprintf(c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE",
+                        "SENDER / RECIPIENTS");
             control_format_entry(c->out, &env, size, now, areas[a] == QUEUE_HOLD);
             count++;
             held += areas[a] == QUEUE_HOLD;
@@ -327,7 +329,8 @@ static long do_show(struct control_ctx *c, enum control_target t, const char *qi
     char agebuf[32], when[64];
     control_format_age((long long)(now - env.arrival), agebuf, sizeof agebuf);
     struct tm tm;
-    if (!gmtime_r(&env.arrival, &tm) || strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+    if (!gmtime_r(&env.arrival, &tm) ||
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
         str_copy(when, sizeof when, "?");
     bool busy = area == QUEUE_ACTIVE && c->s->hooks.busy(c->s->hooks.arg, qid);
     fprintf(c->out, "Queue-ID: %s\nState: %s\nArrival: %s (%s ago)\nSender: <%s>\n", env.qid,
@@ -337,10 +340,23 @@ static long do_show(struct control_ctx *c, enum control_target t, const char *qi
             env.client_helo ? env.client_helo : "?", env.protocol ? env.protocol : "?");
     if (env.envid && env.envid[0])
         fprintf(c->out, "Envelope-ID: %s\n", env.envid);
+    if (env.ret != RET_UNSPEC)
+        fprintf(c->out, "Return: %s\n", env.ret == RET_HDRS ? "headers only" : "full message");
     for (size_t i = 0; i < env.nrcpts; i++) {
         const struct envelope_rcpt *r = &env.rcpts[i];
         fprintf(c->out, "Recipient: <%s> %s, %d attempt%s", r->addr, status_name(r->status),
                 r->attempts, r->attempts == 1 ? "" : "s");
+        static const struct {
+            unsigned bit;
+            const char *name;
+        } notify[] = {{NOTIFY_NEVER, "never"}, {NOTIFY_SUCCESS, "success"},
+                      {NOTIFY_FAILURE, "failure"}, {NOTIFY_DELAY, "delay"}};
+        const char *sep = ", notify "; /* RFC 3461 NOTIFY */
+        for (size_t k = 0; k < ARRAY_LEN(notify); k++)
+            if (r->notify & notify[k].bit) {
+                fprintf(c->out, "%s%s", sep, notify[k].name);
+                sep = " ";
+            }
         if (r->status == RCPT_PENDING && r->next_try > now) {
             control_format_age((long long)(r->next_try - now), agebuf, sizeof agebuf);
             fprintf(c->out, ", next try in %s", agebuf);
@@ -818,7 +834,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 continue;
             return;
         }
-        struct ucred cred;
+        struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
         socklen_t clen = sizeof cred;
         bool allowed = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
                        (cred.uid == 0 || cred.uid == geteuid());

@@ -12,6 +12,7 @@
  *   ret unspec                       (unspec | full | hdrs)
  *   envid
  *   arrival 1700000000
+ *   hold_until 1700003600            (optional, only when set: RFC 4865 future release)
  *   client_addr 127.0.0.1
  *   client_helo client.example.org
  *   protocol ESMTP
@@ -19,7 +20,7 @@
  *   <empty line>
  *
  * The parser is pure and strict (it is fuzzed: a damaged queue file is input like any
- * other): every top-level key exactly once, recipient fields in this order, numbers in
+ * other): every top-level key exactly once (hold_until at most once), recipient fields in this order, numbers in
  * canonical decimal, values valid xtext without NUL octets. */
 #include "envelope.h"
 
@@ -192,6 +193,11 @@ char *envelope_format(const struct envelope *env, size_t *len)
     sb_str(&b, "arrival ");
     sb_num(&b, (long long)env->arrival);
     sb_str(&b, "\n");
+    if (env->hold_until > 0) { /* absent otherwise: files stay as readable as before it existed */
+        sb_str(&b, "hold_until ");
+        sb_num(&b, (long long)env->hold_until);
+        sb_str(&b, "\n");
+    }
     sb_kv(&b, "client_addr", env->client_addr);
     sb_kv(&b, "client_helo", env->client_helo);
     sb_kv(&b, "protocol", env->protocol);
@@ -376,7 +382,8 @@ enum {
     K_CLIENT_ADDR = 1 << 7,
     K_CLIENT_HELO = 1 << 8,
     K_PROTOCOL = 1 << 9,
-    K_ALL = (1 << 10) - 1,
+    K_ALL = (1 << 10) - 1,    /* the keys every envelope has */
+    K_HOLD_UNTIL = 1 << 10,   /* optional */
 };
 
 static const struct {
@@ -388,6 +395,7 @@ static const struct {
     {"ret", K_RET},           {"envid", K_ENVID},
     {"arrival", K_ARRIVAL},   {"client_addr", K_CLIENT_ADDR},
     {"client_helo", K_CLIENT_HELO}, {"protocol", K_PROTOCOL},
+    {"hold_until", K_HOLD_UNTIL},
 };
 
 /* One "key[ value]" line; *seen tracks the keys so each occurs exactly once. */
@@ -437,6 +445,8 @@ static bool parse_line(struct envelope *env, struct slice line, unsigned *seen)
         return decode_value(value, &env->envid);
     case K_ARRIVAL:
         return parse_time(value, &env->arrival);
+    case K_HOLD_UNTIL:
+        return parse_time(value, &env->hold_until) && env->hold_until > 0;
     case K_CLIENT_ADDR:
         return decode_value(value, &env->client_addr);
     case K_CLIENT_HELO:
@@ -465,7 +475,7 @@ size_t envelope_parse(struct envelope *env, const char *buf, size_t len)
         struct slice line = {buf + pos, (size_t)(nl - (buf + pos))};
         pos += line.n + 1;
         if (line.n == 0) {
-            if (seen != K_ALL)
+            if ((seen & K_ALL) != K_ALL)
                 break;
             envelope_free(env);
             *env = tmp;

@@ -35,6 +35,8 @@ struct envelope {
     enum dsn_ret ret;
     char *envid;              /* xtext as received, "" if none */
     time_t arrival;
+    time_t hold_until;        /* RFC 4865 FUTURERELEASE / X-DELIVERY-TIME: not delivered
+                                 before this Unix time; 0 = at once */
     char *client_addr;        /* "127.0.0.1" */
     char *client_helo;        /* HELO/EHLO argument */
     char *protocol;           /* "ESMTP", "UTF8SMTPS", ... (RFC 3848 / 6531 keyword) */

@@ -177,6 +177,31 @@ static int publish(const char *from, const char *to, bool *linked)
     return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }
 
+int maildir_copy_lf(int out_fd, const char *header, int fd, off_t off,
+                    unsigned long long *size, bool *reading)
+{
+    *reading = false;
+    struct out *o = malloc(sizeof *o);
+    char *in = malloc(MAILDIR_BUF);
+    if (!o || !in) {
+        free(o);
+        free(in);
+        errno = ENOMEM;
+        return -1;
+    }
+    o->fd = out_fd;
+    o->cr = false;
+    o->used = 0;
+    o->size = 0;
+    int rc = copy_message(o, header, fd, off, in, reading);
+    int e = errno;
+    *size = o->size;
+    free(in);
+    free(o);
+    errno = e;
+    return rc;
+}
+
 enum maildir_result maildir_deliver(const char *dir, const char *hostname, const char *header,
                                     int fd, off_t off, char *err, size_t errlen)
 {
@@ -204,24 +229,9 @@ enum maildir_result maildir_deliver(const char *dir, const char *hostname, const
             return fail(errno, err, errlen, "cannot create", tmp_path);
     }
 
-    struct out *o = malloc(sizeof *o);
-    char *in = malloc(MAILDIR_BUF);
-    if (!o || !in) {
-        free(o);
-        free(in);
-        close(out_fd);
-        unlink(tmp_path);
-        return fail(ENOMEM, err, errlen, "cannot deliver to", dir);
-    }
-    o->fd = out_fd;
-    o->cr = false;
-    o->used = 0;
-    o->size = 0;
     bool reading;
-    int rc = copy_message(o, header, fd, off, in, &reading);
-    unsigned long long size = o->size;
-    free(in);
-    free(o);
+    unsigned long long size;
+    int rc = maildir_copy_lf(out_fd, header, fd, off, &size, &reading);
     if (rc < 0) {
         int e = errno;
         close(out_fd);

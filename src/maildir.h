@@ -6,6 +6,7 @@
 #ifndef TERN_MAILDIR_H
 #define TERN_MAILDIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -19,5 +20,11 @@ enum maildir_result { MAILDIR_OK = 0, MAILDIR_TEMPFAIL = -1, MAILDIR_PERMFAIL = 
  * never work (ENAMETOOLONG, empty). Nothing is left in new/ or tmp/ on failure. */
 enum maildir_result maildir_deliver(const char *dir, const char *hostname, const char *header,
                                     int fd, off_t off, char *err, size_t errlen);
+
+/* Write header (may be NULL) and the content of fd from off to EOF into out_fd, CRLF -> LF;
+ * *size gets the octets written. 0, or -1 with errno (*reading: the error was on fd). Also
+ * used to feed a message to an alias command (pipe.c). */
+int maildir_copy_lf(int out_fd, const char *header, int fd, off_t off,
+                    unsigned long long *size, bool *reading);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "queue_cmd.h"
+#include "newaliases.h"
 #include "send.h"
 #include "sendmail.h"
 #include "serve.h"
@@ -28,6 +29,7 @@ static const struct command commands[] = {
     {"user", user_main, "manage the SMTP AUTH users file (add, passwd, del, list)"},
     {"queue", queue_main, "list and manage the queue (list, show, flush, delete, hold, release, requeue)"},
     {"sendmail", sendmail_main, "sendmail-compatible submission (-t, -i, -f, -bs, -bp, -q ...)"},
+    {"newaliases", newaliases_main, "check the alias files and make the server reload them"},
     {"version", cmd_version, "print tern's version"},
     {"help", cmd_help, "list the commands"},
 };
@@ -76,6 +78,8 @@ int main(int argc, char **argv)
         argv[0] = "sendmail";
         return sendmail_main(argc, argv);
     }
+    if (strcmp(self, "newaliases") == 0)
+        return newaliases_main(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aliases.h"
 #include "bounce.h"
 #include "control.h"
 #include "dns.h"
@@ -46,6 +47,7 @@
 #include "notify.h"
 #include "odmr.h"
 #include "outbound.h"
+#include "pipe.h"
 #include "queue.h"
 #include "route.h"
 #include "smtp_reply.h"
@@ -442,6 +444,13 @@ static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
     free(texts);
 }
 
+/* Where the queue lifetime and the delay warning count from: the arrival, or the release
+ * time of a message held for future release (RFC 4865), which was not waiting before. */
+static time_t queue_start(const struct envelope *env)
+{
+    return env->hold_until > env->arrival ? env->hold_until : env->arrival;
+}
+
 /* When is the message next worth a look: the earliest retry, the lifetime's end, and the
  * delay warning if one is still to come. */
 static time_t next_due(const struct qmsg *m, bool warn_pending)
@@ -455,12 +464,12 @@ static time_t next_due(const struct qmsg *m, bool warn_pending)
             next = r->next_try;
     }
     if (cfg->queue_lifetime > 0) {
-        time_t expiry = m->env.arrival + (time_t)cfg->queue_lifetime + 1;
+        time_t expiry = queue_start(&m->env) + (time_t)cfg->queue_lifetime + 1;
         if (next == 0 || expiry < next)
             next = expiry;
     }
     if (warn_pending) {
-        time_t w = m->env.arrival + (time_t)cfg->delay_warning;
+        time_t w = queue_start(&m->env) + (time_t)cfg->delay_warning;
         if (next == 0 || w < next)
             next = w;
     }
@@ -515,7 +524,7 @@ static void finish_message(struct qmsg *m)
                 act[k++] = DSN_ACTION_DELAYED;
             }
         }
-        if (k > 0 && m->now >= env->arrival + (time_t)cfg->delay_warning) {
+        if (k > 0 && m->now >= queue_start(env) + (time_t)cfg->delay_warning) {
             for (size_t j = 0; j < k; j++)
                 if (!m->notes[idx[j]].esc[0])
                     esc_of(env->rcpts[idx[j]].last_reply ? env->rcpts[idx[j]].last_reply : "",
@@ -587,6 +596,21 @@ static void expire_rcpt(struct qmsg *m, size_t i)
     set_result(m, i, RCPT_FAILED, reason, "none");
 }
 
+/* Future release (RFC 4865, X-DELIVERY-TIME): a message held until a later time is not
+ * delivered before then; the wake-up timer brings it back at that time. */
+static bool release_later(struct qmgr *q, struct qnode *node, struct envelope *env, int fd)
+{
+    time_t now = time(NULL);
+    if (env->hold_until <= now)
+        return false;
+    log_debug("held qid=%s release_in=%llds", env->qid, (long long)(env->hold_until - now));
+    node->due = env->hold_until;
+    arm_wake(q, node->due);
+    close(fd);
+    envelope_free(env);
+    return true;
+}
+
 /* Start a pass over one message: local recipients now, remote ones as jobs. An ATRN pass
  * (atrn not NULL) takes only the recipients held for its domains, due or not, and returns
  * whether it submitted any. */
@@ -612,6 +636,10 @@ static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_
         arm_wake(q, node->due);
         return false;
     }
+    if (release_later(q, node, &m->env, m->fd)) {
+        free(m);
+        return false;
+    }
     struct stat st;
     m->size = fstat(m->fd, &st) == 0 && st.st_size > m->off ? st.st_size - m->off : 0;
     m->now = time(NULL);
@@ -624,7 +652,7 @@ static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_
     q->inflight++;
 
     bool expired = cfg->queue_lifetime > 0 &&
-                   m->now - env->arrival > (time_t)cfg->queue_lifetime;
+                   m->now - queue_start(env) > (time_t)cfg->queue_lifetime;
     size_t nremote = 0;
     for (size_t i = 0; i < env->nrcpts; i++) {
         struct envelope_rcpt *r = &env->rcpts[i];
@@ -643,6 +671,21 @@ static bool start_message(struct qmgr *q, struct qnode *node, const struct atrn_
         if (r->attempts < INT_MAX) /* the count comes from a file: never overflow it */
             r->attempts++;
         char err[OB_REPLY_MAX];
+        if (r->addr[0] == '|' && aliases_pipe_allowed(cfg->aliases, r->addr + 1)) {
+            /* a command of the aliases file (docs/aliases.md); checked again here, so only
+             * the commands the administrator configured ever run */
+            char reply[OB_REPLY_MAX];
+            enum rcpt_status rs = pipe_deliver(env, r, r->addr + 1, m->fd, m->off, reply,
+                                               sizeof reply);
+            m->notes[i].local = true;
+            set_result(m, i, rs, reply, "pipe");
+            continue;
+        }
+        if (r->addr[0] == '|' && !strchr(r->addr, '@')) {
+            set_result(m, i, RCPT_FAILED, "5.7.1 delivery to this command is no longer allowed "
+                       "(allow_pipe_aliases, aliases file)", "none");
+            continue;
+        }
         const char *domain = route_addr_domain(r->addr);
         if (route_lookup(cfg, domain, &routes[i], err, sizeof err) < 0) {
             set_result(m, i, RCPT_FAILED, err, "none");

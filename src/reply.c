@@ -61,12 +61,30 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_AUTH_TEMPFAIL] = {454, "4.7.0", "Temporary authentication failure"},
     [RP_AUTH_LOCKED] = {454, "4.7.0", "Too many failed authentication attempts from your address; try again later"},
     [RP_SENDER_NOT_OWNED] = {553, "5.7.1", "Sender address not owned by the authenticated user"},
+    [RP_TURN_REFUSED] = {502, "5.7.0", "TURN is not supported: it would let any client take "
+                                       "another's mail (RFC 2821 4.1.1); use AUTH, then ATRN (RFC 2645)"},
+    [RP_SEND_NOT_IMPL] = {502, "5.5.1", "SEND is not supported: tern does not deliver to terminals; "
+                                        "use MAIL (or SOML/SAML, which deliver to the mailbox)"},
+    [RP_XEXPS_NOT_IMPL] = {502, "5.5.1", "X-EXPS (Exchange server authentication) is not supported; "
+                                         "use AUTH (RFC 4954) with a mechanism listed in EHLO"},
+    [RP_HOLD_TOO_LONG] = {554, "5.3.4", "Requested release time is beyond the maximum advertised "
+                                        "with FUTURERELEASE (RFC 4865)"},
+    [RP_HOLD_DENIED] = {550, "5.7.1", "Future release is only for authenticated users and "
+                                      "clients in relay_networks"},
+    [RP_ETRN_STARTED] = {250, "2.0.0", "OK, queuing for node started"},
+    [RP_ETRN_NONE] = {251, "2.0.0", "OK, no messages waiting for node"},
+    [RP_ETRN_PENDING] = {253, "2.0.0", "OK, pending messages for node started"},
+    [RP_ETRN_UNABLE] = {458, "4.3.0", "Unable to queue messages for node"},
+    [RP_ETRN_DENIED] = {459, "4.7.1", "Node not allowed"},
     /* RFC 2645 4.2 (On-Demand Mail Relay) */
     [RP_ATRN_OK] = {250, "2.0.0", "OK now reversing the connection"},
     [RP_ATRN_REFUSED] = {450, "4.7.1", "ATRN request refused"},
     [RP_ATRN_TEMPFAIL] = {451, "4.3.0", "Unable to process ATRN request now"},
     [RP_ATRN_NO_MAIL] = {453, "4.0.0", "You have no mail"},
     [RP_ODMR_ONLY] = {502, "5.5.1", "Command not available on the ODMR port: use EHLO, AUTH, ATRN, QUIT (RFC 2645)"},
+    [RP_USER_MOVED] = {551, "5.1.6", "User has moved"},
+    [RP_ALIAS_LOOP] = {550, "5.4.6", "Alias expansion loop"},
+    [RP_ALIAS_REFUSED] = {550, "5.7.1", "Alias target refused by local policy"},
 };
 
 int reply_code(enum reply_id id)

@@ -59,11 +59,26 @@ enum reply_id {
     RP_AUTH_TEMPFAIL,     /* 454 4.7.0 */
     RP_AUTH_LOCKED,       /* 454 4.7.0 */
     RP_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+    /* The rest of the command set (docs/commands.md) */
+    RP_TURN_REFUSED,      /* 502 5.7.0 (RFC 2821 4.1.1: TURN is unsafe) */
+    RP_SEND_NOT_IMPL,     /* 502 5.5.1 (RFC 821 SEND: to a terminal) */
+    RP_XEXPS_NOT_IMPL,    /* 502 5.5.1 (Exchange X-EXPS: use AUTH) */
+    RP_HOLD_TOO_LONG,     /* 554 5.3.4 (RFC 4865 4: hold beyond the advertised maximum) */
+    RP_HOLD_DENIED,       /* 550 5.7.1 (future release only for trusted clients) */
+    RP_ETRN_STARTED,      /* 250 2.0.0 (RFC 1985 5) */
+    RP_ETRN_NONE,         /* 251 2.0.0 */
+    RP_ETRN_PENDING,      /* 253 2.0.0 */
+    RP_ETRN_UNABLE,       /* 458 4.3.0 */
+    RP_ETRN_DENIED,       /* 459 4.7.1 */
     RP_ATRN_OK,           /* 250 2.0.0 (RFC 2645: the roles turn) */
     RP_ATRN_REFUSED,      /* 450 4.7.1 */
     RP_ATRN_TEMPFAIL,     /* 451 4.3.0 */
     RP_ATRN_NO_MAIL,      /* 453 4.0.0 */
     RP_ODMR_ONLY,         /* 502 5.5.1 on the ODMR port */
+    /* aliases (docs/aliases.md) */
+    RP_USER_MOVED,        /* 551 5.1.6 (RFC 5321 3.4, relocated map) */
+    RP_ALIAS_LOOP,        /* 550 5.4.6 */
+    RP_ALIAS_REFUSED,     /* 550 5.7.1 */
     RP__COUNT
 };
 

@@ -286,6 +286,37 @@ static void reply_text(const struct smtp_reply *r, char *out, size_t cap)
     snprintf(out, cap, "%s", r->nlines > 0 ? r->lines[0] : "(empty reply)");
 }
 
+/* RFC 3461 4.1: NOTIFY is NEVER, or a list of SUCCESS, FAILURE, DELAY. */
+static bool notify_ok(const char *v)
+{
+    char buf[64];
+    if (!str_copy(buf, sizeof buf, v) || !buf[0])
+        return false;
+    if (str_ieq(buf, "never"))
+        return true;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (!str_ieq(t, "success") && !str_ieq(t, "failure") && !str_ieq(t, "delay"))
+            return false;
+    return v[strlen(v) - 1] != ',';
+}
+
+/* ENVID as xtext (RFC 3461 4): '+', '=' and octets outside 33..126 become "+XX". false if
+ * the result would be longer than the 100 characters the server accepts. */
+static bool xtext(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        if (n + 4 > cap)
+            return false;
+        if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
+            n += (size_t)snprintf(out + n, cap - n, "+%02X", *p);
+        else
+            out[n++] = (char)*p;
+    }
+    out[n] = '\0';
+    return n <= 100;
+}
+
 /* Submit one transaction. 0 on success, else a sysexits code with err set. */
 static int submit(const struct config *cfg, const struct sm_args *a, const char *sender,
                   char **rcpts, size_t nrcpts, const struct sm_msg *m, char *err, size_t errlen)
@@ -321,8 +352,9 @@ static int submit(const struct config *cfg, const struct sm_args *a, const char 
     if (dsn && a->ret)
         n += snprintf(line + n, sizeof line - (size_t)n, " RET=%s",
                       str_ieq(a->ret, "hdrs") ? "HDRS" : "FULL");
-    if (dsn && a->envid && addr_ok(a->envid))
-        snprintf(line + n, sizeof line - (size_t)n, " ENVID=%s", a->envid);
+    char envid[128];
+    if (dsn && a->envid && xtext(a->envid, envid, sizeof envid))
+        snprintf(line + n, sizeof line - (size_t)n, " ENVID=%s", envid);
     if (!command(&nc, line, &r, err, errlen))
         goto out;
     if (r.code / 100 != 2) {
@@ -372,6 +404,9 @@ static int submit(const struct config *cfg, const struct sm_args *a, const char 
     if (!io_ok || !command(&nc, ".", &r, err, errlen)) {
         if (!io_ok)
             snprintf(err, errlen, "lost the connection to the local server: %s", nc.err);
+        else /* the 250 may have been lost after the commit: say so, keep the copy anyway */
+            snprintf(err, errlen, "no confirmation from the local server after the message "
+                     "(%s): it may or may not have been queued", nc.err);
         goto out;
     }
     reply_text(&r, text, sizeof text);
@@ -519,7 +554,8 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     char date[64], msgid[300];
     time_t now = time(NULL);
     struct tm tm;
-    if (!localtime_r(&now, &tm) || strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+    if (!localtime_r(&now, &tm) ||
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
         str_copy(date, sizeof date, "Thu, 01 Jan 1970 00:00:00 +0000");
     unsigned long long rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
@@ -558,7 +594,8 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     if (rc == 0)
         rc = submit(cfg, a, sender, list.rcpts, list.nrcpts, &m, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "%s: %s; the message was NOT sent\n", prog, err);
+        fprintf(stderr, "%s: %s%s\n", prog, err,
+                strstr(err, "may or may not") ? "" : "; the message was NOT sent");
         if (m.len > 0)
             dead_letter(sender, m.data, m.len);
     }
@@ -572,9 +609,21 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
 int sendmail_main(int argc, char **argv)
 {
     struct sm_args a = {0};
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        usage();
+        return 0;
+    }
     signal(SIGPIPE, SIG_IGN); /* a peer gone away is an error to report, not a kill */
     if (parse_args(argc, argv, &a) < 0) {
         usage();
+        return EX_USAGE;
+    }
+    char envid[128];
+    if ((a.notify && !notify_ok(a.notify)) || (a.ret && !str_ieq(a.ret, "full") &&
+                                                !str_ieq(a.ret, "hdrs")) ||
+        (a.envid && !xtext(a.envid, envid, sizeof envid))) {
+        fprintf(stderr, "%s: -N takes never or success,delay,failure; -R full or hdrs; -V at "
+                        "most 100 characters\n", prog);
         return EX_USAGE;
     }
     struct config cfg = {0};

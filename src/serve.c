@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aliases_load.h"
 #include "config.h"
 #include "log.h"
 #include "privsep.h"
@@ -517,6 +518,9 @@ static struct generation *gen_new(char *err, size_t errlen)
         g->have_users = true;
         log_info("loaded %zu AUTH users from %s", g->users.n, g->cfg.users_file);
     }
+    /* The alias files (and :include: files) are read here too, before the drop. */
+    if (aliases_load(&g->cfg, err, errlen) < 0)
+        goto fail;
     long n = g->cfg.workers;
     if (n <= 0)
         n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -26,6 +26,9 @@
 #include <openssl/err.h>
 
 #include "authlock.h"
+#include "control_async.h"
+#include "dovecot_auth.h"
+#include "dovecot_proto.h"
 #include "log.h"
 #include "odmr_chan.h"
 #include "reply.h"
@@ -46,6 +49,7 @@ struct worker {
     const struct config *cfg;
     const struct users *users;    /* SMTP AUTH table, NULL without users_file */
     struct authlock authlock;     /* failed AUTH attempts per client address */
+    struct dovecot_auth *dovecot; /* auth_backend dovecot: the auth-client connection */
     struct event_base *base;
     struct tls_server *tls;
     const struct listener_fd *fds;  /* fds[i] is what listeners[i] accepts on */
@@ -74,10 +78,14 @@ struct conn {
     struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
+    struct control_async *ctl;    /* ETRN: a request to the queue manager in progress */
     /* ATRN (RFC 2645): the request to the queue manager, then the relay to it */
     struct odmr_req *atrn_req;
     int atrn_fd;                  /* our end of the socketpair, -1 if none */
     struct bufferevent *pair;     /* relaying: the queue manager's SMTP client */
+    struct dovecot_req *sasl_req; /* an AUTH exchange relayed to Dovecot */
+    char local_addr[64];          /* for Dovecot's lip/lport and rip/rport */
+    unsigned local_port, peer_port;
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -136,12 +144,15 @@ static void conn_free(struct conn *c)
         event_free(c->pause_ev);
     if (c->held)
         evbuffer_free(c->held);
+    control_async_cancel(c->ctl);
     odmr_req_cancel(c->atrn_req);
     if (c->atrn_fd >= 0)
         close(c->atrn_fd);
     if (c->pair)
         bufferevent_free(c->pair);
-    session_free(c->session);
+    session_free(c->session); /* cancels a relayed AUTH exchange (sasl_cancel) */
+    if (c->sasl_req)
+        dovecot_auth_cancel(c->sasl_req);
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
         peer_put(w, c->peer);
@@ -196,6 +207,29 @@ static void session_pause(void *ctx, unsigned ms)
         return; /* no timer: no delay, the rest still works */
     c->paused = true;
     bufferevent_disable(c->bev, EV_READ);
+}
+
+/* ETRN (RFC 1985): the session asks the queue manager over its control socket; input waits
+ * (MODE_WAIT) until the answer, so the worker's other sessions never do. */
+#define CONTROL_WAIT 30 /* seconds before ETRN answers 458 without the queue manager's answer */
+
+static void control_answered(void *arg, long n, const char *err)
+{
+    struct conn *c = arg;
+    c->ctl = NULL;
+    session_control_done(c->session, n, err);
+    if (!c->closing && !c->handshaking && !c->paused)
+        process_input(c, bufferevent_get_input(c->bev));
+}
+
+static void session_control(void *ctx, const char *request)
+{
+    struct conn *c = ctx;
+    char err[256];
+    c->ctl = control_async_start(c->w->base, c->w->cfg, request, CONTROL_WAIT, control_answered,
+                                 c, err, sizeof err);
+    if (!c->ctl)
+        session_control_done(c->session, -1, err);
 }
 
 static void set_timeout(struct conn *c)
@@ -469,9 +503,85 @@ static void process_input(struct conn *c, struct evbuffer *in)
         conn_close(c);
     else if (mode == MODE_STARTTLS)
         start_tls(c, in);
+    else if (mode == MODE_WAIT)
+        bufferevent_disable(c->bev, EV_READ); /* until Dovecot answers (on_sasl_answer) */
     else
         set_timeout(c);
 }
+
+/* ---- AUTH relayed to Dovecot (session_sasl) --------------------------------------------- */
+
+static void on_sasl_answer(void *arg, const struct dovecot_line *answer)
+{
+    struct conn *c = arg;
+    if (!answer || answer->kind != DOVECOT_CONT)
+        c->sasl_req = NULL; /* dovecot_auth has forgotten the request */
+    session_sasl_answer(c->session, answer);
+    if (c->closing)
+        return;
+    if (session_mode(c->session) == MODE_CLOSE) {
+        conn_close(c);
+        return;
+    }
+    if (c->paused)
+        return; /* a failed AUTH: on_pause_over resumes */
+    bufferevent_enable(c->bev, EV_READ);
+    process_input(c, bufferevent_get_input(c->bev));
+}
+
+static const struct dovecot_mechs *sasl_mechs(void *ctx)
+{
+    struct conn *c = ctx;
+    return dovecot_auth_mechs(c->w->dovecot);
+}
+
+static bool sasl_start(void *ctx, const char *mech, const char *resp, bool secured)
+{
+    struct conn *c = ctx;
+    struct dovecot_auth_params p = {
+        .mech = mech,
+        .service = "smtp",
+        .local_ip = c->local_addr[0] && strcmp(c->local_addr, "unknown") ? c->local_addr : NULL,
+        .remote_ip = strcmp(c->peer->addr, "unknown") ? c->peer->addr : NULL,
+        .local_port = c->local_port,
+        .remote_port = c->peer_port,
+        .secured = secured,
+        /* tern's growing delay and lockout apply; Dovecot's per-address penalty on top would
+         * stretch a failure past 15 s (and count SMTP guesses against IMAP users) */
+        .no_penalty = true,
+        .resp = resp,
+    };
+    if (c->sasl_req)
+        dovecot_auth_cancel(c->sasl_req);
+    c->sasl_req = dovecot_auth_start(c->w->dovecot, &p, on_sasl_answer, c);
+    return c->sasl_req != NULL;
+}
+
+static bool sasl_cont(void *ctx, const char *resp)
+{
+    struct conn *c = ctx;
+    if (c->sasl_req && dovecot_auth_continue(c->sasl_req, resp))
+        return true;
+    if (c->sasl_req)
+        dovecot_auth_cancel(c->sasl_req);
+    c->sasl_req = NULL;
+    return false;
+}
+
+static void sasl_cancel(void *ctx)
+{
+    struct conn *c = ctx;
+    if (c->sasl_req)
+        dovecot_auth_cancel(c->sasl_req);
+    c->sasl_req = NULL;
+}
+
+static const struct session_sasl sasl_ops = {
+    .mechs = sasl_mechs,
+    .start = sasl_start,
+    .cont = sasl_cont,
+    .cancel = sasl_cancel,
+};
 
 static void conn_read(struct bufferevent *bev, void *arg)
 {
@@ -567,6 +677,27 @@ static void peer_string(const struct sockaddr *sa, char *out, size_t cap)
         str_copy(out, cap, "unknown");
 }
 
+static unsigned sa_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
+/* Both ends of the connection, for Dovecot's lip/lport/rip/rport (its logs and penalties). */
+static void sock_ports(int fd, const struct sockaddr *peer, struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    c->peer_port = sa_port(peer);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        peer_string((const struct sockaddr *)&ss, c->local_addr, sizeof c->local_addr);
+        c->local_port = sa_port((const struct sockaddr *)&ss);
+    }
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -615,10 +746,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause,
-                            .atrn = session_atrn};
+                            .control = session_control, .atrn = session_atrn};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
     if (s) {
-        session_set_users(s, w->users);
+        session_set_users(s, w->dovecot ? NULL : w->users);
+        if (w->dovecot)
+            session_set_sasl(s, &sasl_ops);
         session_set_authlock(s, &w->authlock);
     }
     if (!s) {
@@ -635,6 +768,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     pc->count++;
     c->atrn_fd = -1;
     c->w = w;
+    sock_ports(fd, sa, c);
     c->bev = bev;
     c->session = s;
     c->peer = pc;
@@ -730,6 +864,10 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
         w.nlisteners++;
         evconnlistener_set_error_cb(w.listeners[i], on_accept_error);
     }
+    if (cfg->auth_backend == AUTH_BACKEND_DOVECOT) {
+        w.dovecot = dovecot_auth_new(w.base, cfg->dovecot_auth_socket, cfg->dovecot_auth_timeout);
+        dovecot_auth_mechs(w.dovecot); /* connect now: EHLO then lists what it offers */
+    }
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop, &w);
     if (!w.ev_term || !w.ev_int || evsignal_add(w.ev_term, NULL) < 0 ||
@@ -748,6 +886,7 @@ out:
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);
     authlock_free(&w.authlock);
+    dovecot_auth_free(w.dovecot);
     if (w.ev_term)
         event_free(w.ev_term);
     if (w.ev_int)

@@ -1,7 +1,11 @@
 /* session.c - the SMTP server session (RFC 5321 section 4, with RFC 1870 SIZE, RFC 2920
  * PIPELINING, RFC 3030 CHUNKING/BINARYMIME, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034
  * ENHANCEDSTATUSCODES, RFC 3461 DSN parameters and RFC 4954 AUTH with the PLAIN (RFC 4616),
- * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms).
+ * LOGIN, CRAM-MD5 (RFC 2195) and SCRAM-SHA-256 (RFC 7677, scram_server.c) mechanisms, or
+ * any mechanism a Dovecot auth server offers, relayed through session_sasl).
+ * The rest of the command set (docs/commands.md): ETRN (RFC 1985, asking the queue manager
+ * over its local control socket), RFC 4865 FUTURERELEASE and X-DELIVERY-TIME, SOML and SAML as
+ * MAIL, and honest refusals of TURN, SEND (RFC 821) and X-EXPS.
  *
  * A table maps each verb to a small handler. Handlers check the state they need, change it,
  * and answer with one reply from reply.c. Message content goes straight into a queue file;
@@ -18,8 +22,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "aliases.h"
 #include "authlock.h"
 #include "data_reader.h"
+#include "dovecot_proto.h"
 #include "envelope.h"
 #include "log.h"
 #include "odmr.h"
@@ -41,6 +47,9 @@ enum auth_step {
     AUTH_SCRAM_FIRST, /* "334 " sent: waiting for the client-first message */
     AUTH_SCRAM_FINAL, /* server-first sent: waiting for client-final */
     AUTH_SCRAM_ACK,  /* server-final ("v=") sent: waiting for the empty response */
+    AUTH_EXT_WAIT,   /* relayed to the external SASL server: waiting for its answer */
+    AUTH_EXT_CONT,   /* its challenge sent as 334: waiting for the client's response */
+    AUTH_EXT_FINAL,  /* it succeeded with final data, sent as 334: waiting for "" */
 };
 
 /* Growing delay after failed AUTH attempts: 1 s, doubling, at most this. */
@@ -94,8 +103,21 @@ struct session {
     struct scram_server *scram;     /* during a SCRAM-SHA-256 exchange */
     struct authlock *authlock;      /* the worker's per-address failure counts, or NULL */
     char cram_challenge[128];       /* during CRAM-MD5: "<random.time@host>" */
+
+    /* ETRN (RFC 1985) */
+    bool etrn_waiting;              /* io->control called, session_control_done not yet */
+    char etrn_node[SMTP_DOMAIN_MAX + 2]; /* "example.org" or "@example.org", for the reply */
     char atrn_domains[ODMR_LIST_MAX]; /* ATRN in progress or done: the domains asked for */
+    const struct session_sasl *sasl; /* external SASL server (Dovecot), or NULL */
+    char ext_mech[DOVECOT_MECH_NAME_MAX + 1]; /* the relayed mechanism, for the log */
+    char ext_user[USERS_NAME_MAX + 1]; /* AUTH_EXT_FINAL: who succeeded */
 };
+
+/* Is AUTH offered at all (a users table or an external SASL server)? */
+static bool auth_offered(const struct session *s)
+{
+    return s->users || s->sasl;
+}
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
@@ -181,7 +203,8 @@ static enum reply_id message_open(struct session *s)
         .protocol = protocol(s),
         .qid = s->env.qid,
         .tls = s->tls ? s->tls_desc : NULL,
-        .for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].addr : NULL,
+        .for_rcpt = s->env.nrcpts == 1 && s->env.rcpts[0].addr[0] != '|' /* no command */
+                        ? s->env.rcpts[0].addr : NULL,
         .when = s->env.arrival,
         .auth_user = s->authenticated && s->cfg->received_auth_user ? s->auth_user : NULL,
     };
@@ -255,6 +278,8 @@ static void message_finish(struct session *s, unsigned flags)
     log_info("queued qid=%s client=[%s] helo=%s from=<%s> size=%llu nrcpt=%zu proto=%s",
              s->env.qid, s->peer, s->helo, s->env.sender, s->msg_size, s->env.nrcpts,
              protocol(s));
+    if (s->env.hold_until > 0)
+        log_info("held qid=%s until=%lld", s->env.qid, (long long)s->env.hold_until);
     replyf(s, RP_QUEUED, "Ok: queued as %s", s->env.qid);
     transaction_reset(s);
 }
@@ -330,17 +355,65 @@ static bool any_cram_user(const struct users *u)
     return false;
 }
 
+/* Until Dovecot has answered a handshake, PLAIN and LOGIN are assumed (its default). */
+static const struct dovecot_mechs relay_fallback = {
+    .v = {{"PLAIN", DMECH_PLAINTEXT}, {"LOGIN", DMECH_PLAINTEXT}},
+    .n = 2,
+};
+
+static const struct dovecot_mechs *relay_mechs(const struct session *s)
+{
+    const struct dovecot_mechs *ms = s->sasl->mechs(s->io.ctx);
+    return ms ? ms : &relay_fallback;
+}
+
+/* A mechanism the external server announced that may be used now: relayable, and not one
+ * sending the password in clear unless plaintext_auth_ok. NULL if unknown; *need_tls is set
+ * when it exists but needs TLS (538). */
+static const struct dovecot_mech *relay_mech(const struct session *s, const char *name,
+                                             bool *need_tls)
+{
+    const struct dovecot_mech *m = dovecot_mech_find(relay_mechs(s), name);
+    *need_tls = false;
+    if (!m || !dovecot_mech_relayable(m))
+        return NULL;
+    *need_tls = (m->flags & DMECH_PLAINTEXT) && !plaintext_auth_ok(s);
+    return m;
+}
+
+/* EHLO's mechanisms with an external server: what it announced and tern can relay now. */
+static const char *relay_mechanisms(const struct session *s, char *buf, size_t cap)
+{
+    const struct dovecot_mechs *ms = relay_mechs(s);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < ms->n; i++) {
+        bool need_tls;
+        size_t n = strlen(ms->v[i].name);
+        if (!relay_mech(s, ms->v[i].name, &need_tls) || need_tls || len + n + 2 > cap)
+            continue;
+        if (len)
+            buf[len++] = ' ';
+        memcpy(buf + len, ms->v[i].name, n + 1);
+        len += n;
+    }
+    return buf;
+}
+
 /* The mechanisms to list after "AUTH" in EHLO, "" when none is usable now. CRAM-MD5 only
  * when some user has a CRAM-MD5 secret (users added with --cram). */
 static const char *auth_mechanisms(const struct session *s, char *buf, size_t cap)
 {
-    if (!s->users || s->authenticated)
+    if (!auth_offered(s) || s->authenticated)
         return "";
+    if (s->sasl)
+        return relay_mechanisms(s, buf, cap);
     snprintf(buf, cap, "%sSCRAM-SHA-256%s", plaintext_auth_ok(s) ? "PLAIN LOGIN " : "",
              any_cram_user(s->users) ? " CRAM-MD5" : "");
     return buf;
 }
 
+static void future_release_keyword(const struct session *s, char *buf, size_t cap);
 static bool is_odmr(const struct session *s)
 {
     return s->listener && s->listener->kind == LISTEN_ODMR;
@@ -357,18 +430,20 @@ static void cmd_ehlo(struct session *s, const char *arg, size_t arglen)
         odmr_ehlo(s);
         return;
     }
-    char line[SMTP_REPLY_MAX], auth[80], mechs[64];
+    char line[SMTP_REPLY_MAX], auth[SMTP_REPLY_MAX - 16], mechs[SMTP_REPLY_MAX - 32], future[80];
     snprintf(line, sizeof line, "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     reply_line(s, RP_HELO, true, line);
     snprintf(line, sizeof line, "SIZE %zu", s->cfg->max_message_size);
     const char *m = auth_mechanisms(s, mechs, sizeof mechs);
     snprintf(auth, sizeof auth, "AUTH %s", m);
+    future_release_keyword(s, future, sizeof future);
     const char *ext[] = {"PIPELINING", line, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", auth, "HELP"};
+                         "CHUNKING", "BINARYMIME", "DSN", "STARTTLS", auth, "ETRN", future,
+                         "HELP"};
     for (size_t i = 0; i < ARRAY_LEN(ext); i++) {
         if (strcmp(ext[i], "STARTTLS") == 0 && !starttls_offered(s))
             continue; /* and never again once TLS is active (RFC 3207 4.2) */
-        if (ext[i] == auth && m[0] == '\0')
+        if ((ext[i] == auth && m[0] == '\0') || ext[i][0] == '\0')
             continue;
         reply_line(s, RP_HELO, i + 1 < ARRAY_LEN(ext), ext[i]);
     }
@@ -414,6 +489,11 @@ static void param_error(struct session *s, enum parse_result r, const char *keyw
     }
 }
 
+static bool hold_check(struct session *s, long long until, const char *what, time_t *out);
+
+/* MAIL FROM, and SOML / SAML FROM (RFC 821 4.1.1): "send or mail" / "send and mail" deliver to
+ * the terminal if the user is there and (or else) to the mailbox. tern has no terminals, so
+ * both are exactly MAIL: the mailbox is where the message goes. */
 static void cmd_mail(struct session *s, const char *arg, size_t arglen)
 {
     if (s->state == ST_CONNECTED) {
@@ -428,7 +508,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
         error_reply(s, RP_TLS_REQUIRED, NULL);
         return;
     }
-    if (s->users && !s->authenticated && s->listener &&
+    if (auth_offered(s) && !s->authenticated && s->listener &&
         (s->listener->kind == LISTEN_SUBMISSION || s->listener->kind == LISTEN_SMTPS)) {
         error_reply(s, RP_AUTH_REQUIRED, "Authentication required: submission needs AUTH "
                                          "before MAIL (RFC 4954)");
@@ -463,6 +543,11 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
                mp.size, s->cfg->max_message_size);
         return;
     }
+    time_t hold_until = 0;
+    if (mp.hold != HOLD_NONE &&
+        !hold_check(s, mp.hold == HOLD_FOR ? (long long)time(NULL) + mp.hold_for : mp.hold_until,
+                    mp.hold == HOLD_FOR ? "HOLDFOR" : "HOLDUNTIL", &hold_until))
+        return;
     if (s->authenticated && s->cfg->sender_login_match &&
         !config_sender_owned(s->cfg, s->auth_user, path.addr)) {
         log_info("reject client=[%s] user=%s from=<%s> reason=sender-login-mismatch", s->peer,
@@ -478,6 +563,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
     s->env.smtputf8 = mp.smtputf8;
     s->env.ret = mp.ret;
     envelope_set(&s->env.envid, mp.envid);
+    s->env.hold_until = hold_until;
     s->state = ST_MAIL;
     replyf(s, RP_MAIL_OK, "Sender <%s> ok", path.addr);
 }
@@ -488,6 +574,85 @@ static bool rcpt_known(const struct envelope *env, const char *addr)
         if (str_ieq(env->rcpts[i].addr, addr))
             return true;
     return false;
+}
+
+/* The reply for an alias that is not deliverable as it stands (docs/aliases.md). given is the
+ * address as the client wrote it. Returns false for the results that are not failures. */
+static bool alias_refusal(struct session *s, enum alias_status st,
+                          const struct alias_expansion *ex, const char *given)
+{
+    switch (st) {
+    case ALIAS_RELOCATED: /* RFC 5321 3.4: 551 with the new address, not forwarded */
+        log_info("reject client=[%s] from=<%s> to=<%s> reason=relocated new=<%s>", s->peer,
+                 s->env.sender ? s->env.sender : "", given, ex->detail);
+        replyf(s, RP_USER_MOVED, "<%s>: User has moved; please try <%s>", given, ex->detail);
+        return true;
+    case ALIAS_NO_SUCH_USER:
+        log_info("reject client=[%s] to=<%s> reason=unknown-virtual-user", s->peer, given);
+        replyf(s, RP_NO_MAILBOX, "<%s>: Recipient address rejected: no such user here", given);
+        return true;
+    case ALIAS_LOOP:
+    case ALIAS_TOO_DEEP:
+    case ALIAS_TOO_MANY:
+        log_warn("alias error to=<%s>: %s", given, ex->detail);
+        replyf(s, st == ALIAS_TOO_MANY ? RP_ALIAS_REFUSED : RP_ALIAS_LOOP,
+               "<%s>: Alias expansion failed: %s", given, ex->detail);
+        return true;
+    case ALIAS_REFUSED:
+        log_warn("alias refused to=<%s> target=%s reason=%s", given, ex->detail,
+                 ex->detail[0] == '|' ? "command not allowed (allow_pipe_aliases, or not in "
+                                        "the aliases file)" : "file targets unsupported");
+        replyf(s, RP_ALIAS_REFUSED, "<%s>: Alias delivers to a %s, which is not allowed here",
+               given, ex->detail[0] == '|' ? "command" : "file");
+        return true;
+    case ALIAS_EXPANDED:
+        if (ex->n > 0)
+            return false;
+        replyf(s, RP_NO_MAILBOX, "<%s>: Alias has no members", given);
+        return true;
+    case ALIAS_NOT_FOUND:
+        break;
+    }
+    return false;
+}
+
+/* RCPT to an address of the alias maps: each final target becomes an envelope recipient with
+ * ORCPT the address the client gave (RFC 3461 4.2), so per-recipient state and DSNs work as
+ * usual. Targets in other domains need no relay permission: the alias owner chose them.
+ * Returns false when no map knows addr. */
+static bool rcpt_alias(struct session *s, const char *addr, const char *given,
+                       const struct rcpt_params *rp)
+{
+    struct alias_expansion ex;
+    enum alias_status st = aliases_expand(s->cfg->aliases, s->cfg, addr, &ex);
+    bool done = st != ALIAS_NOT_FOUND;
+    if (alias_refusal(s, st, &ex, given) || !done) {
+        alias_expansion_free(&ex);
+        return done;
+    }
+    size_t fresh = 0;
+    for (size_t i = 0; i < ex.n; i++)
+        fresh += !rcpt_known(&s->env, ex.addrs[i]);
+    if (s->env.nrcpts + fresh > s->cfg->max_recipients) {
+        replyf(s, RP_TOO_MANY_RCPTS, "<%s>: alias expands to too many recipients (at most %zu "
+               "per message)", given, s->cfg->max_recipients);
+        alias_expansion_free(&ex);
+        return true;
+    }
+    char orcpt[SMTP_ORCPT_MAX + 1] = "rfc822;";
+    if (rp->orcpt[0])
+        str_copy(orcpt, sizeof orcpt, rp->orcpt);
+    else if (!xtext_encode(given, strlen(given), orcpt + 7, sizeof orcpt - 7))
+        orcpt[0] = '\0';
+    for (size_t i = 0; i < ex.n; i++)
+        if (!rcpt_known(&s->env, ex.addrs[i]))
+            envelope_add_rcpt(&s->env, ex.addrs[i], rp->notify, orcpt);
+    log_info("alias client=[%s] from=<%s> to=<%s> expanded=%zu new=%zu", s->peer, s->env.sender,
+             given, ex.n, fresh);
+    s->state = ST_RCPT;
+    replyf(s, RP_RCPT_OK, "Recipient <%s> ok", given);
+    alias_expansion_free(&ex);
+    return true;
 }
 
 static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
@@ -538,6 +703,8 @@ static void cmd_rcpt(struct session *s, const char *arg, size_t arglen)
     else
         snprintf(addr, sizeof addr, "%.*s%s", (int)(strrchr(path.addr, '@') - path.addr + 1),
                  path.addr, domain);
+    if (rcpt_alias(s, addr, path.postmaster ? addr : path.addr, &rp))
+        return;
     bool local_domain = config_is_local_domain(s->cfg, domain);
     /* Mail for a domain held for ODMR is accepted from anyone, as its backup MX would. */
     bool odmr_held = !local_domain && config_is_odmr_domain(s->cfg, domain);
@@ -708,6 +875,39 @@ static void cmd_quit(struct session *s, const char *arg, size_t arglen)
     session_abort(s);
 }
 
+/* VRFY or EXPN of an alias (enabled): EXPN lists every final address, one per line of a
+ * multi-line 250 (RFC 5321 3.5.2); VRFY confirms it. Returns false when no map knows it. */
+static bool verify_alias(struct session *s, const char *local, const char *domain, bool expn)
+{
+    char addr[SMTP_PATH_MAX + 1];
+    if (snprintf(addr, sizeof addr, "%s@%s", local, domain) >= (int)sizeof addr)
+        return false;
+    str_lower(strrchr(addr, '@'));
+    struct alias_expansion ex;
+    enum alias_status st = aliases_expand(s->cfg->aliases, s->cfg, addr, &ex);
+    bool done = st != ALIAS_NOT_FOUND;
+    if (done && !alias_refusal(s, st, &ex, addr)) {
+        if (!expn)
+            replyf(s, RP_VRFY_OK, "<%s> (alias of %zu address%s)", addr, ex.n,
+                   ex.n == 1 ? "" : "es");
+        /* Commands ("|command", allow_pipe_aliases) are not shown: not mailboxes. */
+        size_t shown = 0, last = 0;
+        for (size_t i = 0; i < ex.n; i++)
+            if (ex.addrs[i][0] != '|')
+                shown++, last = i;
+        if (expn && shown == 0)
+            replyf(s, RP_VRFY_OK, "<%s> (delivered to a command)", addr);
+        for (size_t i = 0; expn && i < ex.n; i++) {
+            char line[SMTP_PATH_MAX + 3];
+            snprintf(line, sizeof line, "<%s>", ex.addrs[i]);
+            if (ex.addrs[i][0] != '|')
+                reply_line(s, RP_VRFY_OK, i != last, line);
+        }
+    }
+    alias_expansion_free(&ex);
+    return done;
+}
+
 /* VRFY and EXPN: 252 unless enabled, as RFC 5321 3.5.3 allows; real answers when enabled. */
 static void verify(struct session *s, const char *arg, size_t arglen, bool expn)
 {
@@ -730,11 +930,15 @@ static void verify(struct session *s, const char *arg, size_t arglen, bool expn)
     const char *domain = at ? at + 1 : (s->cfg->nlocal_domains ? s->cfg->local_domains[0] : "");
     if (at)
         *at = '\0';
+    if (verify_alias(s, p, domain, expn))
+        return;
     if (!config_is_local_domain(s->cfg, domain)) {
         reply(s, RP_CANNOT_VRFY);
         return;
     }
-    if (config_has_mailbox(s->cfg, p, domain))
+    if (expn && config_has_mailbox(s->cfg, p, domain)) /* RFC 5321 3.5.3 */
+        replyf(s, RP_NO_MAILBOX, "<%s@%s>: that is a mailbox, not a mailing list", p, domain);
+    else if (config_has_mailbox(s->cfg, p, domain))
         replyf(s, RP_VRFY_OK, "<%s@%s>", p, domain);
     else
         replyf(s, RP_NO_MAILBOX, expn ? "<%s@%s>: no such mailing list" : "<%s@%s>: no such user",
@@ -785,6 +989,9 @@ static const char dummy_hash[] = "$y$j9T$7PaUK6TQDHgXPAhpm6B1H/$";
 
 static void auth_reset(struct session *s)
 {
+    if (s->sasl && (s->auth_step == AUTH_EXT_WAIT || s->auth_step == AUTH_EXT_CONT))
+        s->sasl->cancel(s->io.ctx);
+    s->ext_user[0] = '\0';
     s->auth_step = AUTH_IDLE;
     memset(s->login_user, 0, sizeof s->login_user);
     s->cram_challenge[0] = '\0';
@@ -962,6 +1169,131 @@ static void auth_scram_final(struct session *s, const char *msg, size_t len)
     free(final);
 }
 
+/* ---- relaying to an external SASL server (Dovecot) ---- */
+
+/* Relay the client's (decoded) response, re-encoded: only canonical base64 reaches the
+ * server's protocol, whatever the client sent. */
+static void relay_continue(struct session *s, const unsigned char *msg, size_t len)
+{
+    char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
+    smtp_b64_encode(msg, len, enc);
+    bool ok = s->sasl->cont(s->io.ctx, enc);
+    free(enc);
+    if (!ok) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, s->ext_mech);
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    s->auth_step = AUTH_EXT_WAIT;
+}
+
+/* A 334 with the server's base64 data as it is (already checked to be base64). */
+static void relay_challenge(struct session *s, const char *b64, size_t len)
+{
+    char *text = xstrndup(b64, len);
+    size_t cap = len + 16;
+    char *buf = xmalloc(cap);
+    size_t n = reply_format(buf, cap, RP_AUTH_CONTINUE, false, text);
+    s->io.write(s->io.ctx, buf, n);
+    free(buf);
+    free(text);
+}
+
+/* AUTH <mech> [initial-response] with an external server. */
+static void relay_start(struct session *s, const char *mech, const char *ir, size_t irlen)
+{
+    bool need_tls;
+    const struct dovecot_mech *m = relay_mech(s, mech, &need_tls);
+    if (!m) {
+        error_reply(s, RP_AUTH_UNKNOWN_MECH, NULL);
+        return;
+    }
+    if (need_tls) {
+        log_info("auth client=[%s] mech=%s result=refused reason=no-tls", s->peer, m->name);
+        error_reply(s, RP_AUTH_NEED_TLS, NULL);
+        return;
+    }
+    if (ir && irlen == 1 && ir[0] == '*') {
+        error_reply(s, RP_AUTH_CANCELLED, NULL);
+        return;
+    }
+    char *enc = NULL;
+    if (ir) {
+        unsigned char buf[AUTH_LINE_MAX];
+        long n = auth_decode(ir, irlen, buf, sizeof buf);
+        if (n < 0) {
+            error_reply(s, RP_AUTH_BAD_BASE64, NULL);
+            return;
+        }
+        enc = xmalloc(4 * (((size_t)n + 2) / 3) + 1);
+        smtp_b64_encode(buf, (size_t)n, enc);
+        memset(buf, 0, sizeof buf);
+    }
+    str_copy(s->ext_mech, sizeof s->ext_mech, m->name);
+    bool ok = s->sasl->start(s->io.ctx, m->name, enc, plaintext_auth_ok(s));
+    free(enc);
+    if (!ok) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, m->name);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    s->auth_step = AUTH_EXT_WAIT;
+}
+
+void session_sasl_answer(struct session *s, const struct dovecot_line *a)
+{
+    if (s->auth_step != AUTH_EXT_WAIT || s->state == ST_CLOSED)
+        return; /* an answer nobody waits for any more */
+    if (!a) {
+        log_warn("auth client=[%s] mech=%s result=tempfail reason=auth-server-unreachable",
+                 s->peer, s->ext_mech);
+        s->auth_step = AUTH_IDLE; /* the I/O layer has forgotten the request already */
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    if (a->kind == DOVECOT_CONT) {
+        s->auth_step = AUTH_EXT_CONT;
+        relay_challenge(s, a->data, a->datalen);
+        return;
+    }
+    s->auth_step = AUTH_IDLE; /* OK and FAIL end the server's request */
+    char user[USERS_NAME_MAX + 1];
+    if (!str_copy(user, sizeof user, a->user))
+        user[0] = '\0';
+    if (a->kind == DOVECOT_FAIL && a->temp) {
+        log_warn("auth client=[%s] mech=%s user=%s result=tempfail reason=%s", s->peer,
+                 s->ext_mech, user[0] ? user : "-", a->reason[0] ? a->reason : "-");
+        auth_reset(s);
+        reply(s, RP_AUTH_TEMPFAIL);
+        return;
+    }
+    if (a->kind == DOVECOT_FAIL) {
+        if (a->reason[0])
+            log_info("auth client=[%s] mech=%s dovecot reason: %s", s->peer, s->ext_mech,
+                     a->reason);
+        auth_done(s, s->ext_mech, user, false);
+        return;
+    }
+    if (!user[0]) { /* OK without a (usable) user name: nothing to authorise as */
+        log_warn("auth client=[%s] mech=%s: the auth server said OK without a user name",
+                 s->peer, s->ext_mech);
+        auth_done(s, s->ext_mech, "", false);
+        return;
+    }
+    if (a->data && a->datalen > 0) { /* success with final server data (RFC 4954 4) */
+        auth_reset(s);
+        str_copy(s->ext_user, sizeof s->ext_user, user);
+        s->auth_step = AUTH_EXT_FINAL;
+        relay_challenge(s, a->data, a->datalen);
+        return;
+    }
+    auth_done(s, s->ext_mech, user, true);
+}
+
 static void auth_step_line(struct session *s, const char *line, size_t len)
 {
     if (len == 1 && line[0] == '*') { /* the client cancels (RFC 4954 4) */
@@ -1015,6 +1347,17 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
         auth_done(s, "SCRAM-SHA-256", user, n == 0);
         break;
     }
+    case AUTH_EXT_CONT:
+        relay_continue(s, buf, (size_t)n);
+        break;
+    case AUTH_EXT_FINAL: {
+        /* RFC 4954 4: the client acknowledges the server's final data with an empty line */
+        char user[USERS_NAME_MAX + 1];
+        str_copy(user, sizeof user, s->ext_user);
+        auth_done(s, s->ext_mech, user, n == 0);
+        break;
+    }
+    case AUTH_EXT_WAIT: /* not reached: nothing is read meanwhile (MODE_WAIT) */
     case AUTH_IDLE:
         break;
     }
@@ -1023,7 +1366,7 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
 
 static void cmd_auth(struct session *s, const char *arg, size_t arglen)
 {
-    if (!s->users) {
+    if (!auth_offered(s)) {
         error_reply(s, RP_NOT_IMPLEMENTED, "AUTH is not offered here");
         return;
     }
@@ -1062,6 +1405,10 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
     mech[m] = '\0';
     const char *ir = m < arglen ? arg + m + 1 : NULL;
     size_t irlen = ir ? arglen - m - 1 : 0;
+    if (s->sasl) {
+        relay_start(s, mech, ir, irlen);
+        return;
+    }
     bool plain = str_ieq(mech, "PLAIN"), login = str_ieq(mech, "LOGIN");
     bool cram = str_ieq(mech, "CRAM-MD5"), scram = str_ieq(mech, "SCRAM-SHA-256");
     if (!plain && !login && !(cram && any_cram_user(s->users)) && !scram) {
@@ -1117,6 +1464,168 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
         else
             reply_line(s, RP_AUTH_CONTINUE, false, "VXNlcm5hbWU6"); /* "Username:" */
     }
+}
+
+/* ---- the rest of the command set (docs/commands.md) ------------------------------------ */
+
+/* TURN (RFC 821 4.1.1) would hand this server's mail for any domain to whoever asks: refused,
+ * as RFC 2821 4.1.1 says; ATRN (RFC 2645) is the authenticated replacement. */
+static void cmd_turn(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_TURN_REFUSED, NULL);
+}
+
+/* SEND (RFC 821 4.1.1) delivers to a user's terminal only; tern has no terminals. */
+static void cmd_send(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_SEND_NOT_IMPL, NULL);
+}
+
+/* X-EXPS: Microsoft Exchange's server-to-server authentication (GSSAPI/NTLM). */
+static void cmd_xexps(struct session *s, const char *arg, size_t arglen)
+{
+    (void)arg, (void)arglen;
+    error_reply(s, RP_XEXPS_NOT_IMPL, NULL);
+}
+
+/* The FUTURERELEASE EHLO keyword (RFC 4865 3): the longest hold in seconds, and the latest
+ * release time that allows; "" when not offered. */
+static void future_release_keyword(const struct session *s, char *buf, size_t cap)
+{
+    char latest[32];
+    long long max = s->cfg->future_release_max;
+    buf[0] = '\0';
+    if (max > 0 && smtp_format_rfc3339((long long)time(NULL) + max, latest, sizeof latest))
+        snprintf(buf, cap, "FUTURERELEASE %lld %s", max, latest);
+}
+
+/* A requested release time (HOLDFOR, HOLDUNTIL, X-DELIVERY-TIME): allowed for this client
+ * and within future_release_max (RFC 4865 4: 554 5.3.4 beyond it)? *out is the hold, 0 when
+ * the time has already come. Answers the refusal itself and returns false. */
+static bool hold_check(struct session *s, long long until, const char *what, time_t *out)
+{
+    char text[160];
+    long long now = (long long)time(NULL), max = s->cfg->future_release_max;
+    if (max <= 0) {
+        snprintf(text, sizeof text, "%s: future release is not enabled here", what);
+        error_reply(s, RP_PARAM_UNKNOWN, text);
+        return false;
+    }
+    if (!s->authenticated && !config_relay_allowed(s->cfg, s->peer)) {
+        log_info("reject client=[%s] %s reason=hold-not-allowed", s->peer, what);
+        error_reply(s, RP_HOLD_DENIED, NULL);
+        return false;
+    }
+    if (until - now > max) {
+        snprintf(text, sizeof text, "%s: release in %lld s is beyond the maximum of %lld s "
+                 "(RFC 4865)", what, until - now, max);
+        error_reply(s, RP_HOLD_TOO_LONG, text);
+        return false;
+    }
+    *out = until > now ? (time_t)until : 0;
+    return true;
+}
+
+/* X-DELIVERY-TIME [time]: the command form of a future release, for the transaction begun
+ * by MAIL (the same hold as HOLDUNTIL); without an argument it tells the time set. */
+static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
+{
+    if (s->cfg->future_release_max <= 0) {
+        error_reply(s, RP_NOT_IMPLEMENTED, "X-DELIVERY-TIME: future release is not enabled here");
+        return;
+    }
+    if (s->state != ST_MAIL && s->state != ST_RCPT) {
+        error_reply(s, RP_BAD_SEQUENCE, s->state == ST_CONNECTED ? "Send HELO or EHLO first"
+                                                                 : "X-DELIVERY-TIME needs a "
+                                                                   "transaction: send MAIL first");
+        return;
+    }
+    char when[32];
+    if (!has_arg(arglen, arg)) {
+        if (s->env.hold_until > 0 && smtp_format_rfc3339(s->env.hold_until, when, sizeof when))
+            replyf(s, RP_OK, "Delivery time %s (%lld s from now)", when,
+                   (long long)(s->env.hold_until - time(NULL)));
+        else
+            reply_line(s, RP_OK, false, "No delivery time set: delivery starts at once");
+        return;
+    }
+    while (arglen > 0 && (arg[arglen - 1] == ' ' || arg[arglen - 1] == '\t'))
+        arglen--;
+    long long until;
+    time_t hold;
+    if (smtp_parse_delivery_time(arg, arglen, (long long)time(NULL), &until) != PARSE_OK) {
+        error_reply(s, RP_SYNTAX, "Syntax: X-DELIVERY-TIME [YYYY-MM-DDTHH:MM:SSZ | +seconds]");
+        return;
+    }
+    if (!hold_check(s, until, "X-DELIVERY-TIME", &hold))
+        return;
+    s->env.hold_until = hold;
+    if (hold > 0 && smtp_format_rfc3339(hold, when, sizeof when))
+        replyf(s, RP_OK, "Delivery time set to %s", when);
+    else
+        reply_line(s, RP_OK, false, "Delivery time is now: delivery starts at once");
+}
+
+/* ETRN node (RFC 1985): start delivery of the mail queued for a domain ("@domain": and its
+ * subdomains), for authenticated users and clients in etrn_networks or relay_networks. */
+static void cmd_etrn(struct session *s, const char *arg, size_t arglen)
+{
+    if (s->state == ST_CONNECTED) {
+        error_reply(s, RP_BAD_SEQUENCE, "Send HELO or EHLO first");
+        return;
+    }
+    if (s->state != ST_READY) {
+        error_reply(s, RP_BAD_SEQUENCE, "ETRN is not allowed in a mail transaction (RSET first)");
+        return;
+    }
+    struct etrn_arg ea;
+    if (smtp_parse_etrn(arg, arglen, &ea) != PARSE_OK) {
+        error_reply(s, RP_SYNTAX, "Syntax: ETRN domain | @domain | #queue (RFC 1985)");
+        return;
+    }
+    const char *mark = ea.kind == ETRN_SUBDOMAINS ? "@" : ea.kind == ETRN_QUEUE ? "#" : "";
+    if (!s->authenticated && !config_etrn_allowed(s->cfg, s->peer)) {
+        log_info("reject client=[%s] etrn=%s%s reason=not-allowed", s->peer, mark, ea.node);
+        replyf(s, RP_ETRN_DENIED, "Node %s%s not allowed: ETRN is for authenticated users and "
+               "clients in etrn_networks", mark, ea.node);
+        return;
+    }
+    if (ea.kind == ETRN_QUEUE) {
+        replyf(s, RP_ETRN_DENIED, "Node #%s not allowed: tern has no named queues; "
+               "use ETRN domain", ea.node);
+        return;
+    }
+    /* The queue manager makes the node's messages due now (FLUSH, control.h); the worker
+     * asks it without blocking (io->control) and the reply waits for its answer. */
+    char request[SMTP_DOMAIN_MAX + 16];
+    snprintf(request, sizeof request, "FLUSH @%s%s", ea.kind == ETRN_SUBDOMAINS ? "." : "",
+             ea.node);
+    snprintf(s->etrn_node, sizeof s->etrn_node, "%s%s", mark, ea.node);
+    if (!s->io.control) {
+        session_control_done(s, -1, "ETRN is not available in this process");
+        return;
+    }
+    s->etrn_waiting = true;
+    s->io.control(s->io.ctx, request);
+}
+
+void session_control_done(struct session *s, long n, const char *err)
+{
+    s->etrn_waiting = false;
+    if (s->state == ST_CLOSED)
+        return;
+    log_info("etrn client=[%s] node=%s result=%ld%s%s", s->peer, s->etrn_node, n,
+             n < 0 ? " error=" : "", n < 0 ? err : "");
+    if (n < 0)
+        replyf(s, RP_ETRN_UNABLE, "Unable to queue messages for node %s: %s", s->etrn_node,
+               err);
+    else if (n == 0)
+        replyf(s, RP_ETRN_NONE, "OK, no messages waiting for node %s", s->etrn_node);
+    else
+        replyf(s, RP_ETRN_PENDING, "OK, %ld pending message%s for node %s started", n,
+               n == 1 ? "" : "s", s->etrn_node);
 }
 
 /* ---- On-Demand Mail Relay (RFC 2645) ------------------------------------------------------ */
@@ -1216,13 +1725,6 @@ void session_atrn_result(struct session *s, long messages, const char *why)
                why ? why : "");
 }
 
-/* Commands of RFC 821/5321 and common extensions that tern does not (yet) do: an honest 502. */
-static void cmd_not_implemented(struct session *s, const char *arg, size_t arglen)
-{
-    (void)arg, (void)arglen;
-    error_reply(s, RP_NOT_IMPLEMENTED, NULL);
-}
-
 static const struct command {
     const char *verb;
     handler_fn *fn;
@@ -1231,7 +1733,7 @@ static const struct command {
     {"EHLO", cmd_ehlo, "EHLO domain-or-address-literal"},
     {"HELO", cmd_helo, "HELO domain-or-address-literal"},
     {"MAIL", cmd_mail, "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8] "
-                       "[RET=FULL|HDRS] [ENVID=xtext]"},
+                       "[RET=FULL|HDRS] [ENVID=xtext] [HOLDFOR=seconds|HOLDUNTIL=date-time]"},
     {"RCPT", cmd_rcpt, "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;xtext]"},
     {"DATA", cmd_data, "DATA, then the message, ending with a line holding a single dot"},
     {"BDAT", cmd_bdat, "BDAT chunk-size [LAST], then exactly chunk-size octets"},
@@ -1243,12 +1745,15 @@ static const struct command {
     {"EXPN", cmd_expn, "EXPN mailing-list"},
     {"STARTTLS", cmd_starttls, "STARTTLS (then the TLS handshake; EHLO again afterwards)"},
     {"AUTH", cmd_auth, "AUTH mechanism [initial-response] (RFC 4954; after EHLO)"},
-    {"ETRN", cmd_not_implemented, NULL},
+    {"ETRN", cmd_etrn, "ETRN domain | @domain (and subdomains) (RFC 1985; AUTH or etrn_networks)"},
     {"ATRN", cmd_atrn, "ATRN [domain[,domain...]] (RFC 2645; on the ODMR port, after AUTH)"},
-    {"TURN", cmd_not_implemented, NULL},
-    {"SEND", cmd_not_implemented, NULL},
-    {"SOML", cmd_not_implemented, NULL},
-    {"SAML", cmd_not_implemented, NULL},
+    {"TURN", cmd_turn, "TURN: refused (RFC 2821 4.1.1: unsafe); use AUTH, then ATRN"},
+    {"SEND", cmd_send, "SEND FROM:<address>: refused (no terminals here); use MAIL, SOML or SAML"},
+    {"SOML", cmd_mail, "SOML FROM:<address> [parameters]: like MAIL (delivered to the mailbox)"},
+    {"SAML", cmd_mail, "SAML FROM:<address> [parameters]: like MAIL (delivered to the mailbox)"},
+    {"X-DELIVERY-TIME", cmd_xdelivery, "X-DELIVERY-TIME [YYYY-MM-DDTHH:MM:SSZ | +seconds] "
+                                       "(after MAIL; no argument: show it)"},
+    {"X-EXPS", cmd_xexps, "X-EXPS: refused (Exchange authentication); use AUTH"},
 };
 
 static void cmd_help(struct session *s, const char *arg, size_t arglen)
@@ -1266,13 +1771,16 @@ static void cmd_help(struct session *s, const char *arg, size_t arglen)
         reply_line(s, RP_PARAM_NOT_IMPL, false, "No help for that topic; try HELP");
         return;
     }
-    reply_line(s, RP_HELP, true, "tern: commands supported (HELP command for its syntax):");
-    char line[128] = "";
+    reply_line(s, RP_HELP, true, "tern: commands understood (HELP command for its syntax):");
+    char line[SMTP_REPLY_MAX - 16] = "";
+    size_t used = 0;
     for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
         if (!commands[i].syntax)
             continue;
-        strcat(line, " ");
-        strcat(line, commands[i].verb);
+        int n = snprintf(line + used, sizeof line - used, " %s", commands[i].verb);
+        if (n < 0 || (size_t)n >= sizeof line - used)
+            break; /* cannot happen with this table; never overflow if it grows */
+        used += (size_t)n;
     }
     reply_line(s, RP_HELP, true, line + 1);
     reply_line(s, RP_HELP, false, "End of HELP info");
@@ -1325,7 +1833,7 @@ void session_line_too_long(struct session *s)
 size_t session_max_line(const struct session *s)
 {
     if (s->auth_step != AUTH_IDLE ||
-        (s->users && !s->authenticated && s->state == ST_READY && s->esmtp))
+        (auth_offered(s) && !s->authenticated && s->state == ST_READY && s->esmtp))
         return AUTH_LINE_MAX;
     return SMTP_CMDLINE_MAX;
 }
@@ -1333,6 +1841,11 @@ size_t session_max_line(const struct session *s)
 void session_set_users(struct session *s, const struct users *users)
 {
     s->users = users;
+}
+
+void session_set_sasl(struct session *s, const struct session_sasl *sasl)
+{
+    s->sasl = sasl;
 }
 
 void session_set_authlock(struct session *s, struct authlock *t)
@@ -1457,10 +1970,14 @@ enum session_mode session_mode(const struct session *s)
         return MODE_CLOSE;
     if (s->state == ST_STARTTLS)
         return MODE_STARTTLS;
+    if (s->etrn_waiting)
+        return MODE_WAIT;
     if (s->state == ST_ATRN_WAIT)
         return MODE_WAIT;
     if (s->state == ST_TURNED)
         return MODE_RELAY;
+    if (s->auth_step == AUTH_EXT_WAIT)
+        return MODE_WAIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

@@ -16,8 +16,10 @@ enum session_mode {
     MODE_DATA,   /* inside DATA: dot-stuffed text until <CRLF>.<CRLF> */
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
+    MODE_WAIT,   /* waiting for the queue manager (ETRN, ATRN) or the external SASL server
+                    (Dovecot): keep input until
+                    session_control_done / session_atrn_result / the SASL answer */
     MODE_CLOSE,  /* the session is over: flush output and close */
-    MODE_WAIT,   /* ATRN asked the queue manager: read no input until session_atrn_result */
     MODE_RELAY,  /* after "250" to ATRN the roles turned (RFC 2645): the connection now carries
                     the queue manager's SMTP client; relay bytes, the session is done */
 };
@@ -28,6 +30,9 @@ struct session_io {
     /* Optional (NULL: no delay). Hold back the output written so far and stop reading input
      * for ms milliseconds: the growing delay after a failed AUTH (RFC 4954 15). */
     void (*pause)(void *ctx, unsigned ms);
+    /* Optional (NULL: ETRN answers 458). Send one request line to the queue manager's control
+     * socket (control.h) and call session_control_done with the result, later or at once. */
+    void (*control)(void *ctx, const char *request);
     /* Optional (NULL: ATRN answers 451). Ask the queue manager for the held mail of these
      * domains (comma-separated, RFC 2645); the I/O layer answers with session_atrn_result. */
     void (*atrn)(void *ctx, const char *domains);
@@ -52,6 +57,30 @@ struct authlock;
 /* The worker's table of failed AUTH attempts per address (authlock.h); NULL: none (then only
  * the per-connection delay applies). */
 void session_set_authlock(struct session *s, struct authlock *t);
+/* An external SASL server that AUTH exchanges are relayed to (auth_backend dovecot,
+ * dovecot_auth.h) instead of the users table. The session keeps the policy (which mechanisms
+ * may be used now, TLS, lockout, delays, sender rules); the I/O layer carries the base64
+ * messages and hands the server's answer to session_sasl_answer(). ctx is io.ctx. */
+struct dovecot_mechs;
+struct dovecot_line;
+struct session_sasl {
+    /* The mechanisms the server announced; NULL while not known (then PLAIN and LOGIN). */
+    const struct dovecot_mechs *(*mechs)(void *ctx);
+    /* Start an exchange. resp: the client's initial response, canonical base64 (NULL: none,
+     * "": an empty one). secured: TLS, or a client tern's policy allows clear-text passwords
+     * (auth_plaintext_loopback). false: the server cannot be asked now (454 4.7.0). While it
+     * is asked, session_mode() is MODE_WAIT. */
+    bool (*start)(void *ctx, const char *mech, const char *resp, bool secured);
+    /* The client's next response (canonical base64). false: the server is gone. */
+    bool (*cont)(void *ctx, const char *resp);
+    /* Forget the exchange in progress (the client cancelled or left). */
+    void (*cancel)(void *ctx);
+};
+/* With sasl set, AUTH is offered like with a users table (and required on submission). */
+void session_set_sasl(struct session *s, const struct session_sasl *sasl);
+/* The server's answer to start/cont: CONT (another 334), OK (user= is the authenticated
+ * name) or FAIL; NULL when it could not be asked or did not answer in time (454 4.7.0). */
+void session_sasl_answer(struct session *s, const struct dovecot_line *answer);
 /* The user name after a successful AUTH, or NULL. */
 const char *session_auth_user(const struct session *s);
 
@@ -71,6 +100,8 @@ void session_line_too_long(struct session *s);
 /* DATA or BDAT octets. Returns how many were consumed; the rest (after end of data, or after
  * the chunk) is for session_line again. */
 size_t session_data(struct session *s, const char *buf, size_t len);
+/* The answer to io->control: n from "OK <n>", or -1 and why. */
+void session_control_done(struct session *s, long n, const char *err);
 /* The client was idle too long (421 4.4.2), or the server is stopping (421 4.3.2). */
 void session_timeout(struct session *s);
 void session_shutdown(struct session *s);

@@ -2,7 +2,8 @@
  *
  * RFC 5321 4.1.1 (command syntax), 4.1.2 (Path, Mailbox, Local-part, Domain, address
  * literals), 4.5.3.1 (size limits); RFC 6531 3.3 (UTF-8 in Local-part and Domain);
- * RFC 1870 (SIZE), RFC 6152 / RFC 3030 (BODY), RFC 3461 4 (RET, ENVID, NOTIFY, ORCPT, xtext).
+ * RFC 1870 (SIZE), RFC 6152 / RFC 3030 (BODY), RFC 3461 4 (RET, ENVID, NOTIFY, ORCPT, xtext),
+ * RFC 4865 3 (HOLDFOR, HOLDUNTIL) with RFC 3339 5.6 date-times, RFC 1985 3 (the ETRN argument).
  *
  * Everything works on (pointer, length) input that need not be NUL-terminated and writes
  * only into caller structs: no allocation, no I/O, so every function can be fuzzed.
@@ -11,6 +12,7 @@
 #include "smtp_parse.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -678,8 +680,9 @@ static bool parse_size(const char *v, size_t len, unsigned long long *out)
 enum parse_result smtp_parse_mail_params(const char *s, size_t len, struct mail_params *out,
                                          char *bad_keyword, size_t cap)
 {
-    enum { K_SIZE, K_BODY, K_SMTPUTF8, K_RET, K_ENVID };
-    static const char *const names[] = {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"};
+    enum { K_SIZE, K_BODY, K_SMTPUTF8, K_RET, K_ENVID, K_HOLDFOR, K_HOLDUNTIL };
+    static const char *const names[] = {"SIZE",  "BODY",    "SMTPUTF8", "RET",
+                                        "ENVID", "HOLDFOR", "HOLDUNTIL"};
     memset(out, 0, sizeof *out);
     set_bad(bad_keyword, cap, "", 0);
     unsigned seen = 0;
@@ -732,6 +735,23 @@ enum parse_result smtp_parse_mail_params(const char *s, size_t len, struct mail_
                 memcpy(out->envid, p.val, p.vallen);
                 out->envid[p.vallen] = '\0';
             }
+            break;
+        case K_HOLDFOR: {
+            /* RFC 4865 3: HOLDFOR and HOLDUNTIL exclude each other */
+            unsigned long long v = 0;
+            ok = p.val && out->hold == HOLD_NONE && p.vallen <= 9 &&
+                 parse_size(p.val, p.vallen, &v);
+            if (ok) {
+                out->hold = HOLD_FOR;
+                out->hold_for = (long long)v;
+            }
+            break;
+        }
+        case K_HOLDUNTIL:
+            ok = p.val && out->hold == HOLD_NONE &&
+                 smtp_parse_rfc3339(p.val, p.vallen, &out->hold_until) == PARSE_OK;
+            if (ok)
+                out->hold = HOLD_UNTIL;
             break;
         default:
             break;
@@ -819,5 +839,140 @@ enum parse_result smtp_parse_rcpt_params(const char *s, size_t len, struct rcpt_
             return PARSE_BAD_PARAM;
     }
     set_bad(bad_keyword, cap, "", 0);
+    return PARSE_OK;
+}
+
+/* ---- times (RFC 3339 5.6, for RFC 4865 and X-DELIVERY-TIME) ----------------------------- */
+
+/* n decimal digits at s, all required. */
+static bool digits(const char *s, size_t n, int *out)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit((unsigned char)s[i]))
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool leap_year(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static long long days_from_epoch(int y, int m, int d)
+{
+    static const int before[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+    /* whole years: 365 each plus the leap days in between, counted from year 0 (y >= 1) */
+    long long yy = y - 1;
+    long long days = 365LL * y + yy / 4 - yy / 100 + yy / 400 + 1; /* days before Jan 1 of y, from 0000 */
+    days += before[m - 1] + (m > 2 && leap_year(y)) + (d - 1);
+    return days - 719528; /* days before 1970-01-01, counted the same way */
+}
+
+enum parse_result smtp_parse_rfc3339(const char *s, size_t len, long long *out)
+{
+    /* full-date "T" partial-time time-offset: at least "YYYY-MM-DDTHH:MM:SSZ" (20) */
+    int y, mo, d, h, mi, sec;
+    if (len < 20 || len > 64 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+        s[7] != '-' || !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec))
+        return PARSE_SYNTAX;
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap_year(y)) || h > 23 ||
+        mi > 59 || sec > 60)
+        return PARSE_SYNTAX;
+    size_t i = 19;
+    if (s[i] == '.') { /* time-secfrac = "." 1*DIGIT */
+        size_t start = ++i;
+        while (i < len && is_digit((unsigned char)s[i]))
+            i++;
+        if (i == start)
+            return PARSE_SYNTAX;
+    }
+    long long offset = 0;
+    if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh, om;
+        if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
+            return PARSE_SYNTAX;
+        offset = (oh * 60LL + om) * 60 * (s[i] == '+' ? 1 : -1);
+        i += 6;
+    }
+    if (i != len)
+        return PARSE_SYNTAX;
+    *out = days_from_epoch(y, mo, d) * 86400 + h * 3600LL + mi * 60LL + sec - offset;
+    return PARSE_OK;
+}
+
+bool smtp_format_rfc3339(long long t, char *out, size_t cap)
+{
+    /* civil date from days since the epoch, by counting 400-year eras */
+    long long days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    long long rem = t - days * 86400;
+    long long z = days + 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    long long d = doy - (153 * mp + 2) / 5 + 1;
+    long long m = mp < 10 ? mp + 3 : mp - 9;
+    long long y = yoe + era * 400 + (m <= 2);
+    if (y < 0 || y > 9999)
+        return false;
+    int n = snprintf(out, cap, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lldZ", y, m, d, rem / 3600,
+                     rem / 60 % 60, rem % 60);
+    return n > 0 && (size_t)n < cap;
+}
+
+enum parse_result smtp_parse_delivery_time(const char *s, size_t len, long long now,
+                                           long long *out)
+{
+    if (len > 0 && s[0] == '+') {
+        unsigned long long v;
+        if (len < 2 || len > 10 || !parse_size(s + 1, len - 1, &v))
+            return PARSE_SYNTAX;
+        *out = now + (long long)v;
+        return PARSE_OK;
+    }
+    return smtp_parse_rfc3339(s, len, out);
+}
+
+/* ---- ETRN (RFC 1985) ------------------------------------------------------------------ */
+
+enum parse_result smtp_parse_etrn(const char *s, size_t len, struct etrn_arg *out)
+{
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    memset(out, 0, sizeof *out);
+    if (len == 0)
+        return PARSE_SYNTAX;
+    out->kind = s[0] == '@' ? ETRN_SUBDOMAINS : s[0] == '#' ? ETRN_QUEUE : ETRN_DOMAIN;
+    if (out->kind != ETRN_DOMAIN) {
+        s++;
+        len--;
+    }
+    if (len == 0 || len > SMTP_DOMAIN_MAX)
+        return len == 0 ? PARSE_SYNTAX : PARSE_TOO_LONG;
+    if (out->kind == ETRN_QUEUE) {
+        /* a queue name: printable, no space (the server decides what names exist) */
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)s[i] <= 32 || (unsigned char)s[i] >= 127)
+                return PARSE_SYNTAX;
+    } else if (s[0] == '[' || !smtp_valid_domain(s, len, false)) {
+        return PARSE_SYNTAX;
+    }
+    memcpy(out->node, s, len);
+    out->node[len] = '\0';
+    if (out->kind != ETRN_QUEUE)
+        for (char *p = out->node; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
     return PARSE_OK;
 }

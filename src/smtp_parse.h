@@ -3,7 +3,8 @@
  * RFC 5321 4.1.1 (command syntax), 4.1.2 (Mailbox, Path, Local-part, Domain, address
  * literals), 4.5.3.1 (size limits); RFC 1870 (SIZE), RFC 6152 (BODY=8BITMIME), RFC 3030
  * (BODY=BINARYMIME), RFC 6531 (SMTPUTF8, UTF-8 in addresses), RFC 3461 (RET, ENVID,
- * NOTIFY, ORCPT, xtext). No I/O, no allocation: everything is written into caller structs
+ * NOTIFY, ORCPT, xtext), RFC 4865 (HOLDFOR, HOLDUNTIL; RFC 3339 times), RFC 1985 (ETRN
+ * argument). No I/O, no allocation: everything is written into caller structs
  * so the functions can be unit-tested and fuzzed. */
 #ifndef TERN_SMTP_PARSE_H
 #define TERN_SMTP_PARSE_H
@@ -69,7 +70,14 @@ enum parse_result smtp_parse_path_arg(const char *arg, size_t arglen, const char
 enum body_type { BODY_UNSPEC = 0, BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 enum dsn_ret { RET_UNSPEC = 0, RET_FULL, RET_HDRS };
 
+/* RFC 4865 hold-param: HOLDFOR=seconds or HOLDUNTIL=date-time (one of them at most). */
+enum hold_kind { HOLD_NONE = 0, HOLD_FOR, HOLD_UNTIL };
+#define SMTP_HOLDFOR_MAX 999999999LL /* future-release-integer = 1*9DIGIT */
+
 struct mail_params {
+    enum hold_kind hold;                  /* HOLDFOR= / HOLDUNTIL=, HOLD_NONE if absent */
+    long long hold_for;                   /* HOLDFOR: seconds */
+    long long hold_until;                 /* HOLDUNTIL: Unix time (the offset applied) */
     bool has_size;
     unsigned long long size;              /* SIZE=n */
     enum body_type body;                  /* BODY= */
@@ -94,10 +102,31 @@ struct rcpt_params {
 /* Parse MAIL parameters ("SIZE=123 BODY=8BITMIME ..."). Keywords are case-insensitive.
  * Any keyword given twice is PARSE_BAD_PARAM. Values are validated: SIZE digits only (at
  * most 20 digits), BODY one of 7BIT/8BITMIME/BINARYMIME, SMTPUTF8 without value, RET
- * FULL/HDRS, ENVID valid xtext of at most 100 chars. If bad_keyword is not NULL it receives
+ * FULL/HDRS, ENVID valid xtext of at most 100 chars, HOLDFOR 1*9DIGIT, HOLDUNTIL an RFC 3339
+ * date-time (RFC 4865; not both: PARSE_BAD_PARAM). If bad_keyword is not NULL it receives
  * the offending keyword (NUL-terminated, truncated to cap) for the reply text. */
 enum parse_result smtp_parse_mail_params(const char *s, size_t len, struct mail_params *out,
                                          char *bad_keyword, size_t cap);
+/* RFC 3339 5.6 date-time ("2026-11-23T10:00:00Z", "2026-11-23t11:00:00.5+01:00") as Unix time
+ * (fractions of a second dropped, a leap second counted as the next second). PARSE_SYNTAX for
+ * anything else, including impossible dates. Years 0000-9999. */
+enum parse_result smtp_parse_rfc3339(const char *s, size_t len, long long *out);
+/* Format Unix time t as an RFC 3339 UTC date-time "YYYY-MM-DDTHH:MM:SSZ" (cap >= 21). */
+bool smtp_format_rfc3339(long long t, char *out, size_t cap);
+/* The argument of X-DELIVERY-TIME: an RFC 3339 date-time, or "+N" (N = 1 to 9 digits:
+ * seconds after now). Result as Unix time. */
+enum parse_result smtp_parse_delivery_time(const char *s, size_t len, long long now,
+                                           long long *out);
+
+/* ETRN argument (RFC 1985 3): "domain", "@domain" (the domain and its subdomains) or
+ * "#queue" (a named queue). Domains are returned lower-cased; address literals are refused. */
+enum etrn_kind { ETRN_DOMAIN, ETRN_SUBDOMAINS, ETRN_QUEUE };
+struct etrn_arg {
+    enum etrn_kind kind;
+    char node[SMTP_DOMAIN_MAX + 1];       /* without the "@" or "#" */
+};
+enum parse_result smtp_parse_etrn(const char *s, size_t len, struct etrn_arg *out);
+
 /* Parse RCPT parameters: NOTIFY=NEVER or a comma list of SUCCESS,FAILURE,DELAY;
  * ORCPT=addr-type;xtext (addr-type is an atom, e.g. rfc822; total at most 500 chars). */
 enum parse_result smtp_parse_rcpt_params(const char *s, size_t len, struct rcpt_params *out,

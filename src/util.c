@@ -165,3 +165,50 @@ int mkdir_p(const char *path, unsigned mode)
         }
     }
 }
+
+char *read_text_file(const char *path, size_t max, size_t *lenp, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        errorf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_size > max) {
+        errorf(err, errlen, "%s: not a regular file of at most %zu bytes", path, max);
+        close(fd);
+        return NULL;
+    }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (len + 1 >= cap) { /* the file grew while we read it */
+            if (cap > max) {
+                errorf(err, errlen, "%s: larger than %zu bytes", path, max);
+                goto fail;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            errorf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *lenp = len;
+    return buf;
+fail:
+    close(fd);
+    free(buf);
+    return NULL;
+}

@@ -36,5 +36,8 @@ int write_all(int fd, const void *buf, size_t len);
 int fsync_dir(const char *dirpath);
 /* mkdir -p with mode; 0 on success or if it exists as a directory. */
 int mkdir_p(const char *path, unsigned mode);
+/* Read a regular file of at most max bytes into a NUL-terminated malloc'd buffer (*len
+ * excludes the NUL). NULL with "path: reason" in err on failure. */
+char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /* fuzz_smtp_parse.c - libFuzzer target for smtp_parse.c (RFC 5321 4.1.1 / 4.1.2 parsers,
  * RFC 3461 xtext). Feeds the input to every parser with every flag combination and checks
  * invariants that must hold for any input: outputs stay in bounds and NUL-terminated, a
- * parsed path's canonical form parses back to itself, SMTPUTF8 only ever widens what is
+ * parsed path's canonical form parses back to itself, RFC 3339 times format and parse back, SMTPUTF8 only ever widens what is
  * accepted, and xtext encode/decode round-trip. Any violation aborts. */
 #include <stdint.h>
 #include <stdio.h>
@@ -173,6 +173,31 @@ static void check_domain(const char *s, size_t len)
     }
 }
 
+/* RFC 3339 times (RFC 4865 HOLDUNTIL, X-DELIVERY-TIME) and the ETRN argument. */
+static void check_times_and_etrn(const char *s, size_t len)
+{
+    long long t, u;
+    if (smtp_parse_rfc3339(s, len, &t) == PARSE_OK) {
+        char buf[32];
+        /* a parsed time formats (years 1..9999, give or take the offset) and parses back */
+        if (smtp_format_rfc3339(t, buf, sizeof buf)) {
+            REQUIRE(strlen(buf) == 20);
+            REQUIRE(smtp_parse_rfc3339(buf, 20, &u) == PARSE_OK && u == t);
+        }
+        REQUIRE(smtp_parse_delivery_time(s, len, 0, &u) == PARSE_OK && u == t);
+    }
+    if (smtp_parse_delivery_time(s, len, 1000, &t) == PARSE_OK && len > 0 && s[0] == '+')
+        REQUIRE(t >= 1000 && t <= 1000 + 999999999LL);
+    struct etrn_arg e;
+    enum parse_result r = smtp_parse_etrn(s, len, &e);
+    REQUIRE(terminated(e.node, sizeof e.node));
+    if (r == PARSE_OK) {
+        REQUIRE(e.node[0] != '\0');
+        if (e.kind != ETRN_QUEUE)
+            REQUIRE(smtp_valid_domain(e.node, strlen(e.node), false));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
@@ -197,5 +222,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_params(s, size);
     check_xtext(s, size);
     check_domain(s, size);
+    check_times_and_etrn(s, size);
     return 0;
 }

@@ -284,7 +284,8 @@ def _(srv):
 @g.test("not-implemented-502")
 def _(srv):
     c = session(srv)
-    c.cmd("TURN", 502, "5.5.1")
+    c.cmd("TURN", 502, "5.7.0")  # refused as unsafe (RFC 2821 4.1.1), docs/commands.md
+    c.cmd("SEND FROM:<a@example.org>", 502, "5.5.1")
     c.quit()
 
 

@@ -1083,6 +1083,28 @@ static void test_outbound_errors(void **state)
 
 /* ---- SMTP AUTH keywords (docs/auth.md) --------------------------------------------------- */
 
+static void test_dovecot_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_int_equal(cfg.auth_backend, AUTH_BACKEND_USERS);
+    assert_string_equal(cfg.dovecot_auth_socket, "/run/dovecot/auth-client");
+    assert_int_equal(cfg.dovecot_auth_timeout, 30);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "auth_backend dovecot\ndovecot_auth_socket /var/spool/tern/auth\n"
+                        "dovecot_auth_timeout 5s\n");
+    assert_int_equal(cfg.auth_backend, AUTH_BACKEND_DOVECOT);
+    assert_string_equal(cfg.dovecot_auth_socket, "/var/spool/tern/auth");
+    assert_int_equal(cfg.dovecot_auth_timeout, 5);
+    config_free(&cfg);
+    expect_error(BASE "auth_backend ldap\n",
+                 "t.conf:3: auth_backend: expected users or dovecot, got 'ldap'");
+    expect_error(BASE "auth_backend dovecot\nusers_file /etc/tern/users\n",
+                 "t.conf:4: users_file is not used with auth_backend dovecot (Dovecot checks "
+                 "the passwords): remove one of them");
+}
+
 static void test_auth_keywords(void **state)
 {
     (void)state;
@@ -1133,12 +1155,50 @@ static void test_auth_keywords(void **state)
     expect_error(BASE "auth_lockout 0\n", "t.conf:3: auth_lockout: '0' is out of range (1 to 86400 seconds)");
 }
 
+/* ---- the rest of the command set (docs/commands.md) --------------------------------------- */
+
+static void test_command_set_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_int_equal(cfg.future_release_max, 7 * 86400);
+    assert_int_equal(cfg.netrn_networks, 0);
+    assert_false(config_etrn_allowed(&cfg, "127.0.0.1"));
+    config_free(&cfg);
+
+    parse_ok(&cfg, BASE "future_release_max 2h\netrn_networks 192.0.2.0/28 2001:db8::1\n"
+                        "etrn_networks 198.51.100.7\nrelay_networks 10.0.0.0/8\n");
+    assert_int_equal(cfg.future_release_max, 7200);
+    assert_int_equal(cfg.netrn_networks, 3);
+    assert_true(config_etrn_allowed(&cfg, "192.0.2.15"));
+    assert_false(config_etrn_allowed(&cfg, "192.0.2.16"));
+    assert_true(config_etrn_allowed(&cfg, "2001:db8::1"));
+    assert_false(config_etrn_allowed(&cfg, "2001:db8::2"));
+    assert_true(config_etrn_allowed(&cfg, "198.51.100.7"));
+    assert_true(config_etrn_allowed(&cfg, "10.9.9.9")); /* relay_networks may ETRN too */
+    assert_false(config_relay_allowed(&cfg, "192.0.2.1")); /* but not the other way round */
+    config_free(&cfg);
+
+    parse_ok(&cfg, BASE "future_release_max 0\n");
+    assert_int_equal(cfg.future_release_max, 0);
+    config_free(&cfg);
+    expect_error(BASE "etrn_networks 192.0.2.0/40\n",
+                 "t.conf:3: etrn_networks: bad prefix length in '192.0.2.0/40' (0 to 32)");
+    expect_error(BASE "etrn_networks\n",
+                 "t.conf:3: etrn_networks: missing value (expected networks such as "
+                 "192.0.2.0/24 ::1/128)");
+    expect_error(BASE "future_release_max 400d\n",
+                 "t.conf:3: future_release_max: '400d' is out of range (0 to 31536000 seconds)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_every_keyword),
+        cmocka_unit_test(test_command_set_keywords),
         cmocka_unit_test(test_enumerations),
         cmocka_unit_test(test_comments_whitespace_crlf),
         cmocka_unit_test(test_hash_inside_word),
@@ -1164,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_outbound_keywords),
         cmocka_unit_test(test_outbound_errors),
         cmocka_unit_test(test_auth_keywords),
+        cmocka_unit_test(test_dovecot_keywords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

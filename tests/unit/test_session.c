@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dovecot_proto.h"
 #include "scram.h"
 #include "session.h"
 #include "smtp_reply.h"
@@ -266,7 +267,7 @@ static void test_misc_commands(void **state)
     assert_true(strncmp(cmd(s, "HELP"), "214-2.0.0 ", 10) == 0);
     assert_true(strncmp(cmd(s, "HELP MAIL"), "214 2.0.0 MAIL FROM:", 20) == 0);
     assert_true(strncmp(cmd(s, "RSET"), "250 2.0.0 ", 10) == 0);
-    assert_true(strncmp(cmd(s, "TURN"), "502 5.5.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "TURN"), "502 5.7.0 ", 10) == 0);
     assert_true(strncmp(cmd(s, "quit"), "221 2.0.0 ", 10) == 0);
     assert_int_equal(session_mode(s), MODE_CLOSE);
     session_free(s);
@@ -569,6 +570,268 @@ static void test_auth_sender_and_lockout(void **state)
     users_free(&u);
 }
 
+/* ---- the rest of the command set (docs/commands.md) ------------------------------------- */
+
+/* A session on a configuration made of the base lines plus extra. */
+static struct session *start_with(struct config *c, const char *extra, const char *peer)
+{
+    char text[1024], err[256];
+    snprintf(text, sizeof text,
+             "hostname mx.test\nlisten 127.0.0.1:2525\nlocal_domain example.test\n"
+             "mailbox demo@example.test\nspool %s\nmaildir %s/mail/%%d/%%u\n%s",
+             spool, topdir, extra);
+    if (config_parse(c, "cmds", text, strlen(text), err, sizeof err) != 0)
+        fail_msg("config: %s", err);
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct session *s = session_new(c, &c->listen[0], peer, &io);
+    assert_non_null(s);
+    session_start(s);
+    return s;
+}
+
+/* The newest file in spool/queue/, read whole into buf. */
+static void read_queued(const char *qid, char *buf, size_t cap)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/queue/%s", spool, qid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+static void test_turn_send_xexps(void **state)
+{
+    (void)state;
+    struct session *s = start();
+    cmd(s, "EHLO client.test");
+    const char *r = cmd(s, "TURN");
+    assert_true(strncmp(r, "502 5.7.0 ", 10) == 0);
+    assert_non_null(strstr(r, "ATRN"));
+    assert_non_null(strstr(r, "RFC 2821 4.1.1"));
+    r = cmd(s, "SEND FROM:<a@b.test>");
+    assert_true(strncmp(r, "502 5.5.1 ", 10) == 0);
+    assert_non_null(strstr(r, "terminal"));
+    r = cmd(s, "X-EXPS GSSAPI");
+    assert_true(strncmp(r, "502 5.5.1 ", 10) == 0);
+    assert_non_null(strstr(r, "AUTH"));
+    /* refusals open no transaction */
+    assert_true(strncmp(cmd(s, "RCPT TO:<demo@example.test>"), "503 5.5.1 ", 10) == 0);
+    session_free(s);
+}
+
+/* SOML and SAML are MAIL (RFC 821 4.1.1: without a terminal, the mailbox). */
+static void test_soml_saml(void **state)
+{
+    (void)state;
+    const char *verbs[] = {"SOML", "saml"};
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
+        int before = count_queued();
+        struct session *s = start();
+        char line[128];
+        cmd(s, "EHLO client.test");
+        snprintf(line, sizeof line, "%s FROM:<a@b.test> BODY=8BITMIME", verbs[i]);
+        assert_true(strncmp(cmd(s, line), "250 2.1.0 ", 10) == 0);
+        assert_true(strncmp(cmd(s, line), "503 5.5.1 ", 10) == 0); /* nested, like MAIL */
+        assert_true(strncmp(cmd(s, "RCPT TO:<demo@example.test>"), "250 2.1.5 ", 10) == 0);
+        assert_true(strncmp(cmd(s, "DATA"), "354 ", 4) == 0);
+        size_t used;
+        const char msg[] = "Subject: soml\r\n\r\nhi\r\n.\r\n";
+        assert_true(strncmp(data(s, msg, sizeof msg - 1, &used), "250 2.0.0 ", 10) == 0);
+        assert_int_equal(count_queued(), before + 1);
+        snprintf(line, sizeof line, "%s TO:<a@b.test>", verbs[i]);
+        assert_true(strncmp(cmd(s, line), "501 5.1.7 ", 10) == 0);
+        session_free(s);
+    }
+}
+
+static void test_help_lists_commands(void **state)
+{
+    (void)state;
+    struct session *s = start();
+    const char *r = cmd(s, "HELP");
+    const char *verbs[] = {" EHLO", " MAIL", " ETRN", " TURN", " SEND", " SOML", " SAML",
+                           " X-DELIVERY-TIME", " X-EXPS", " AUTH", " STARTTLS", " HELP"};
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++)
+        if (!strstr(r, verbs[i]))
+            fail_msg("HELP lacks%s: %s", verbs[i], r);
+    assert_non_null(strstr(r, "\r\n214 2.0.0 "));
+    const char *topics[] = {"ETRN", "turn", "SEND", "SOML", "SAML", "X-DELIVERY-TIME", "X-EXPS"};
+    for (size_t i = 0; i < ARRAY_LEN(topics); i++) {
+        char line[64];
+        snprintf(line, sizeof line, "HELP %s", topics[i]);
+        r = cmd(s, line);
+        if (strncmp(r, "214 2.0.0 ", 10) != 0 || !str_nieq(r + 10, topics[i], strlen(topics[i])))
+            fail_msg("%s: %s", line, r);
+    }
+    assert_non_null(strstr(cmd(s, "HELP MAIL"), "HOLDFOR=seconds"));
+    assert_true(strncmp(cmd(s, "HELP ATRN"), "214 2.0.0 ATRN", 14) == 0);
+    session_free(s);
+}
+
+static void test_future_release(void **state)
+{
+    (void)state;
+    struct config c;
+    struct session *s = start_with(&c, "future_release_max 1h\nrelay_networks 192.0.2.0/24\n",
+                                   "192.0.2.1");
+    const char *r = cmd(s, "EHLO client.test");
+    const char *kw = strstr(r, "250-FUTURERELEASE 3600 ");
+    assert_non_null(kw);
+    long long latest;
+    assert_int_equal(smtp_parse_rfc3339(kw + 23, 20, &latest), PARSE_OK);
+    assert_true(latest > (long long)time(NULL) + 3000 && latest <= (long long)time(NULL) + 3600);
+    assert_non_null(strstr(r, "250-ETRN\r\n"));
+
+    /* X-DELIVERY-TIME needs a transaction */
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME +60"), "503 5.5.1 ", 10) == 0);
+    /* beyond the maximum: 554 5.3.4 (RFC 4865); bad syntax: 501 */
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=3700"), "554 5.3.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=soon"), "501 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=1 HOLDUNTIL=2030-01-01T00:00:00Z"),
+                        "501 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDUNTIL=2999-01-01T00:00:00Z"),
+                        "554 5.3.4 ", 10) == 0);
+    /* a time in the past: delivered at once */
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDUNTIL=2001-01-01T00:00:00+01:00"),
+                        "250 2.1.0 ", 10) == 0);
+    assert_non_null(strstr(cmd(s, "X-DELIVERY-TIME"), "250 2.0.0 No delivery time set"));
+    cmd(s, "RSET");
+
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=600"), "250 2.1.0 ", 10) == 0);
+    r = cmd(s, "X-DELIVERY-TIME");
+    assert_true(strncmp(r, "250 2.0.0 Delivery time 20", 26) == 0);
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME +7200"), "554 5.3.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME tomorrow"), "501 5.5.4 ", 10) == 0);
+    cmd(s, "RCPT TO:<demo@example.test>");
+    /* the command form changes the hold of this transaction */
+    r = cmd(s, "X-DELIVERY-TIME +1800");
+    assert_true(strncmp(r, "250 2.0.0 Delivery time set to ", 31) == 0);
+    long long want;
+    assert_int_equal(smtp_parse_rfc3339(r + 31, 20, &want), PARSE_OK);
+    assert_true(strncmp(cmd(s, "DATA"), "354 ", 4) == 0);
+    size_t used;
+    const char msg[] = "Subject: later\r\n\r\nhi\r\n.\r\n";
+    r = data(s, msg, sizeof msg - 1, &used);
+    assert_true(strncmp(r, "250 2.0.0 Ok: queued as ", 24) == 0);
+    char qid[32], file[4096], line[64];
+    snprintf(qid, sizeof qid, "%.16s", r + 24);
+    read_queued(qid, file, sizeof file);
+    snprintf(line, sizeof line, "\nhold_until %lld\n", want);
+    if (!strstr(file, line))
+        fail_msg("no '%s' in the queue file:\n%s", line + 1, file);
+    /* the hold belongs to that transaction only */
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_non_null(strstr(cmd(s, "X-DELIVERY-TIME"), "No delivery time set"));
+    session_free(s);
+    config_free(&c);
+
+    /* a client that may not relay may not park mail here either */
+    s = start_with(&c, "future_release_max 1h\nrelay_networks 192.0.2.0/24\n", "198.51.100.7");
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=60"), "550 5.7.1 ", 10) == 0);
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME +60"), "550 5.7.1 ", 10) == 0);
+    session_free(s);
+    config_free(&c);
+
+    /* not offered at all */
+    s = start_with(&c, "future_release_max 0\nrelay_networks 192.0.2.0/24\n", "192.0.2.1");
+    assert_null(strstr(cmd(s, "EHLO client.test"), "FUTURERELEASE"));
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@b.test> HOLDFOR=60"), "555 5.5.4 ", 10) == 0);
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "X-DELIVERY-TIME +60"), "502 5.5.1 ", 10) == 0);
+    session_free(s);
+    config_free(&c);
+}
+
+static void test_etrn(void **state)
+{
+    (void)state;
+    struct config c;
+    struct session *s = start_with(&c, "etrn_networks 192.0.2.0/28\n", "192.0.2.99");
+    assert_true(strncmp(cmd(s, "ETRN example.org"), "503 5.5.1 ", 10) == 0);
+    cmd(s, "EHLO client.test");
+    const char *r = cmd(s, "ETRN example.org");
+    assert_true(strncmp(r, "459 4.7.1 Node example.org not allowed", 38) == 0);
+    session_free(s);
+    config_free(&c);
+
+    s = start_with(&c, "etrn_networks 192.0.2.0/28\n", "192.0.2.9");
+    cmd(s, "EHLO client.test");
+    assert_true(strncmp(cmd(s, "ETRN"), "501 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "ETRN [127.0.0.1]"), "501 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "ETRN #deferred"), "459 4.7.1 Node #deferred ", 25) == 0);
+    /* no queue manager listens on this spool's control socket: 458, and why */
+    r = cmd(s, "ETRN Example.ORG");
+    assert_true(strncmp(r, "458 4.3.0 Unable to queue messages for node example.org", 55) == 0);
+    r = cmd(s, "ETRN @example.org");
+    assert_true(strncmp(r, "458 4.3.0 Unable to queue messages for node @example.org", 56) == 0);
+    cmd(s, "MAIL FROM:<a@b.test>");
+    assert_true(strncmp(cmd(s, "ETRN example.org"), "503 5.5.1 ", 10) == 0);
+    session_free(s);
+    config_free(&c);
+}
+
+/* What the I/O layer was asked to send to the queue manager (io->control). */
+static char control_request_seen[300];
+
+static void record_control(void *ctx, const char *request)
+{
+    (void)ctx;
+    str_copy(control_request_seen, sizeof control_request_seen, request);
+}
+
+/* ETRN waits for the queue manager's answer (MODE_WAIT), then replies as RFC 1985 says. */
+static void test_etrn_answers(void **state)
+{
+    (void)state;
+    struct config c;
+    char text[512], err[256];
+    snprintf(text, sizeof text, "listen 127.0.0.1:2525\nlocal_domain example.test\nspool %s\n"
+             "etrn_networks 192.0.2.0/24\n", spool);
+    if (config_parse(&c, "etrn", text, strlen(text), err, sizeof err) != 0)
+        fail_msg("config: %s", err);
+    struct session_io io = {.write = capture, .ctx = NULL, .control = record_control};
+    struct session *s = session_new(&c, &c.listen[0], "192.0.2.5", &io);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    const struct {
+        const char *line, *request;
+        long n;
+        const char *reply;
+    } cases[] = {
+        {"ETRN Example.ORG", "FLUSH @example.org", 1,
+         "253 2.0.0 OK, 1 pending message for node example.org started\r\n"},
+        {"ETRN @example.org", "FLUSH @.example.org", 4,
+         "253 2.0.0 OK, 4 pending messages for node @example.org started\r\n"},
+        {"ETRN example.net", "FLUSH @example.net", 0,
+         "251 2.0.0 OK, no messages waiting for node example.net\r\n"},
+        {"ETRN example.net", "FLUSH @example.net", -1,
+         "458 4.3.0 Unable to queue messages for node example.net: busy\r\n"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        control_request_seen[0] = '\0';
+        assert_string_equal(cmd(s, cases[i].line), ""); /* no reply before the answer */
+        assert_string_equal(control_request_seen, cases[i].request);
+        assert_int_equal(session_mode(s), MODE_WAIT);
+        outlen = 0;
+        session_control_done(s, cases[i].n, "busy");
+        assert_string_equal(out, cases[i].reply);
+        assert_int_equal(session_mode(s), MODE_LINE);
+    }
+    /* the connection closed while waiting: nothing is written */
+    cmd(s, "ETRN example.org");
+    session_abort(s);
+    outlen = 0;
+    out[0] = '\0';
+    session_control_done(s, 2, NULL);
+    assert_string_equal(out, "");
+    session_free(s);
+    config_free(&c);
+}
+
 /* ATRN on the ODMR listener (RFC 2645): its command set, AUTH first, entitlement, and the
  * hand-over through io->atrn and session_atrn_result; held domains on the smtp listener. */
 static char atrn_asked[256];
@@ -647,6 +910,180 @@ static void test_odmr_atrn(void **state)
     users_free(&u);
 }
 
+/* ---- AUTH relayed to an external SASL server (auth_backend dovecot) ----
+ * The server's side is played by Dovecot's own protocol lines, parsed by dovecot_proto.c;
+ * the real socket client (dovecot_auth.c) is exercised by test_dovecot_auth.py. */
+
+static struct {
+    struct dovecot_mechs mechs;
+    bool known;          /* a handshake happened: mechs is valid */
+    bool reachable;
+    int starts, conts, cancels;
+    char mech[32], resp[256];
+    bool has_resp, secured;
+} ext;
+
+static const struct dovecot_mechs *ext_mechs(void *ctx)
+{
+    (void)ctx;
+    return ext.known ? &ext.mechs : NULL;
+}
+
+static bool ext_start(void *ctx, const char *mech, const char *resp, bool secured)
+{
+    (void)ctx;
+    ext.starts++;
+    str_copy(ext.mech, sizeof ext.mech, mech);
+    ext.has_resp = resp != NULL;
+    str_copy(ext.resp, sizeof ext.resp, resp ? resp : "");
+    ext.secured = secured;
+    return ext.reachable;
+}
+
+static bool ext_cont(void *ctx, const char *resp)
+{
+    (void)ctx;
+    ext.conts++;
+    str_copy(ext.resp, sizeof ext.resp, resp);
+    return ext.reachable;
+}
+
+static void ext_cancel(void *ctx)
+{
+    (void)ctx;
+    ext.cancels++;
+}
+
+static const struct session_sasl ext_ops = {ext_mechs, ext_start, ext_cont, ext_cancel};
+
+/* Dovecot answers with this line; returns the session's reply. */
+static const char *answer(struct session *s, const char *line)
+{
+    struct dovecot_line l;
+    outlen = 0;
+    out[0] = '\0';
+    if (line) {
+        assert_int_not_equal(dovecot_parse_line(line, strlen(line), &l), DOVECOT_BAD);
+        session_sasl_answer(s, &l);
+    } else {
+        session_sasl_answer(s, NULL);
+    }
+    return out;
+}
+
+static struct session *relay_session(struct config *c, struct listen_cfg *l, struct authlock *t)
+{
+    struct session_io io = {.write = capture, .ctx = NULL};
+    struct session *s = session_new(c, l, "192.0.2.7", &io);
+    assert_non_null(s);
+    session_set_sasl(s, &ext_ops);
+    session_set_authlock(s, t);
+    outlen = 0;
+    cmd(s, "EHLO client.test");
+    return s;
+}
+
+static void test_auth_relay(void **state)
+{
+    (void)state;
+    struct config c2 = cfg;
+    c2.max_errors = 100;
+    c2.sender_login_match = true;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_SUBMISSION;
+    struct authlock t;
+    authlock_init(&t, 0, 600);
+    memset(&ext, 0, sizeof ext);
+    ext.reachable = true;
+    const char *hs[] = {"MECH\tPLAIN\tplaintext", "MECH\tLOGIN\tplaintext",
+                        "MECH\tCRAM-MD5\tdictionary", "MECH\tANONYMOUS\tanonymous",
+                        "MECH\tEXTERNAL", "MECH\tSCRAM-SHA-256-PLUS\tmutual-auth",
+                        "MECH\tSCRAM-SHA-256\tmutual-auth"};
+    for (size_t i = 0; i < ARRAY_LEN(hs); i++) {
+        struct dovecot_line dl;
+        assert_int_equal(dovecot_parse_line(hs[i], strlen(hs[i]), &dl), DOVECOT_MECH);
+        ext.mechs.v[ext.mechs.n++] = dl.mech;
+    }
+
+    /* before any handshake: PLAIN and LOGIN are assumed, and need TLS */
+    struct session *s = relay_session(&c2, &l, &t);
+    assert_null(strstr(out, "AUTH"));
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGEAYg=="), "538 5.7.11 ", 11) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<a@example.test>"), "530 5.7.0 ", 10) == 0);
+    session_free(s);
+    ext.known = true;
+    s = relay_session(&c2, &l, &t);
+    assert_non_null(strstr(out, "250-AUTH CRAM-MD5 SCRAM-SHA-256\r\n"));
+    assert_true(strncmp(cmd(s, "AUTH EXTERNAL ="), "504 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH ANONYMOUS"), "504 5.5.4 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "AUTH LOGIN"), "538 5.7.11 ", 11) == 0);
+    assert_int_equal(ext.starts, 0);
+    /* a generic exchange: CONT -> 334, the client's answer canonicalised, OK -> 235 */
+    assert_string_equal(cmd(s, "AUTH cram-md5"), "");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    assert_string_equal(ext.mech, "CRAM-MD5");
+    assert_false(ext.has_resp);
+    assert_false(ext.secured);
+    assert_string_equal(answer(s, "CONT\t1\tPDEyMz4="), "334 PDEyMz4=\r\n");
+    assert_int_equal(session_mode(s), MODE_LINE);
+    assert_string_equal(cmd(s, "YWxpY2UgMDEyMzQ1Njc4OWFiY2RlZg=="), "");
+    assert_int_equal(ext.conts, 1);
+    assert_string_equal(ext.resp, "YWxpY2UgMDEyMzQ1Njc4OWFiY2RlZg==");
+    assert_true(strncmp(answer(s, "OK\t1\tuser=alice@example.test"), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "alice@example.test");
+    /* Dovecot's name is what sender_login_match uses */
+    assert_true(strncmp(cmd(s, "MAIL FROM:<demo@example.test>"), "553 5.7.1 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "MAIL FROM:<alice@example.test>"), "250 2.1.0 ", 10) == 0);
+    assert_true(strncmp(cmd(s, "RCPT TO:<x@elsewhere.test>"), "250 2.1.5 ", 10) == 0);
+    session_free(s);
+    assert_int_equal(ext.cancels, 0);
+
+    /* over TLS: PLAIN with an initial response, "secured"; FAIL -> 535; temp -> 454 */
+    s = relay_session(&c2, &l, &t);
+    session_tls_started(s, "TLSv1.3 test");
+    assert_non_null(strstr(cmd(s, "EHLO client.test"),
+                           "250-AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256\r\n"));
+    assert_string_equal(cmd(s, "AUTH PLAIN =") , "");
+    assert_true(ext.has_resp && ext.secured);
+    assert_string_equal(ext.resp, "");
+    assert_true(strncmp(answer(s, "FAIL\t2\tuser=alice@example.test"), "535 5.7.8 ", 10) == 0);
+    assert_string_equal(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "");
+    assert_string_equal(ext.resp, "AGFsaWNlAHB3");
+    assert_true(strncmp(answer(s, "FAIL\t3\ttemp\treason=db down"), "454 4.7.0 ", 10) == 0);
+    /* unreachable at the start, or no answer in time: 454 */
+    ext.reachable = false;
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "454 4.7.0 ", 10) == 0);
+    ext.reachable = true;
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    assert_true(strncmp(answer(s, NULL), "454 4.7.0 ", 10) == 0);
+    /* cancel and bad base64 in the middle: the server is told to forget the request */
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    answer(s, "CONT\t5\tVXNlcm5hbWU6");
+    assert_true(strncmp(cmd(s, "*"), "501 5.7.0 ", 10) == 0);
+    assert_int_equal(ext.cancels, 1);
+    assert_string_equal(cmd(s, "AUTH LOGIN"), "");
+    answer(s, "CONT\t6\tVXNlcm5hbWU6");
+    assert_true(strncmp(cmd(s, "a\tb"), "501 5.5.2 ", 10) == 0);
+    assert_int_equal(ext.cancels, 2);
+    /* OK without a usable user name is not a success */
+    assert_string_equal(cmd(s, "AUTH PLAIN AGFsaWNlAHB3"), "");
+    assert_true(strncmp(answer(s, "OK\t7\tuser=a\001nb"), "535 5.7.8 ", 10) == 0);
+    /* success with final data: 334, then the client's empty response, then 235 */
+    assert_string_equal(cmd(s, "AUTH SCRAM-SHA-256 biwsbj1hbGljZSxyPXh5eg=="), "");
+    assert_string_equal(answer(s, "OK\t8\tuser=alice@example.test\tresp=dj1hYmM="),
+                        "334 dj1hYmM=\r\n");
+    assert_null(session_auth_user(s));
+    assert_true(strncmp(cmd(s, ""), "235 2.7.0 ", 10) == 0);
+    assert_string_equal(session_auth_user(s), "alice@example.test");
+    /* a session freed while Dovecot thinks cancels the request */
+    session_free(s);
+    s = relay_session(&c2, &l, &t);
+    cmd(s, "AUTH CRAM-MD5");
+    session_free(s);
+    assert_int_equal(ext.cancels, 3);
+    authlock_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,7 +1101,14 @@ int main(void)
         cmocka_unit_test(test_auth_plain_login),
         cmocka_unit_test(test_auth_cram_scram),
         cmocka_unit_test(test_auth_sender_and_lockout),
+        cmocka_unit_test(test_turn_send_xexps),
+        cmocka_unit_test(test_soml_saml),
+        cmocka_unit_test(test_help_lists_commands),
+        cmocka_unit_test(test_future_release),
+        cmocka_unit_test(test_etrn),
+        cmocka_unit_test(test_etrn_answers),
         cmocka_unit_test(test_odmr_atrn),
+        cmocka_unit_test(test_auth_relay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

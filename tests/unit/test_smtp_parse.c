@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "smtp_parse.h"
+#include "util.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -1063,6 +1064,154 @@ static void xtext_round_trip(void **state)
     assert_string_equal(enc, x);
 }
 
+/* ---- RFC 4865 future release, RFC 3339 times, X-DELIVERY-TIME, ETRN ------------------------ */
+
+static long long t3339(const char *s)
+{
+    long long t = -1;
+    if (smtp_parse_rfc3339(s, strlen(s), &t) != PARSE_OK)
+        return -1;
+    return t;
+}
+
+static void rfc3339_valid(void **state)
+{
+    (void)state;
+    assert_true(t3339("1970-01-01T00:00:00Z") == 0);
+    assert_true(t3339("2001-09-09T01:46:40Z") == 1000000000LL);
+    assert_true(t3339("2026-11-23T10:00:00Z") == 1795428000LL);
+    /* lower-case t and z (RFC 3339 5.6 note), fractions dropped, offsets applied */
+    assert_true(t3339("2026-11-23t10:00:00.999z") == 1795428000LL);
+    assert_true(t3339("2026-11-23T11:30:00+01:30") == 1795428000LL);
+    assert_true(t3339("2026-11-23T05:00:00-05:00") == 1795428000LL);
+    /* leap days and a leap second */
+    assert_true(t3339("2024-02-29T00:00:00Z") == 1709164800LL);
+    assert_true(t3339("2000-02-29T00:00:00Z") == 951782400LL);
+    assert_true(t3339("2016-12-31T23:59:60Z") == 1483228800LL);
+    assert_true(t3339("1969-12-31T23:59:59Z") == -1); /* before the epoch: negative */
+    long long t;
+    assert_int_equal(smtp_parse_rfc3339("1969-12-31T23:59:58Z", 20, &t), PARSE_OK);
+    assert_true(t == -2);
+}
+
+static void rfc3339_invalid(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "", "2026-11-23", "2026-11-23T10:00:00", "2026-11-23 10:00:00Z", "2026-13-01T00:00:00Z",
+        "2026-00-01T00:00:00Z", "2026-02-29T00:00:00Z", "1900-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z", "2026-11-23T24:00:00Z", "2026-11-23T10:60:00Z",
+        "2026-11-23T10:00:61Z", "2026-11-23T10:00:00.Z", "2026-11-23T10:00:00+0100",
+        "2026-11-23T10:00:00+24:00", "2026-11-23T10:00:00Zjunk", "26-11-23T10:00:00Z",
+        "2026-1-23T10:00:00Z", "0000-01-01T00:00:00Z", "2026-11-23T10:00:00+01:00 ",
+        "+2026-11-23T10:00:00Z", "2026-11-23T1a:00:00Z",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        long long t = 42;
+        if (smtp_parse_rfc3339(bad[i], strlen(bad[i]), &t) != PARSE_SYNTAX)
+            fail_msg("accepted '%s'", bad[i]);
+        assert_true(t == 42);
+    }
+    /* the length given is honoured: a valid prefix is not enough */
+    long long t;
+    assert_int_equal(smtp_parse_rfc3339("2026-11-23T10:00:00Z", 19, &t), PARSE_SYNTAX);
+}
+
+static void rfc3339_format_round_trip(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_true(smtp_format_rfc3339(0, buf, sizeof buf));
+    assert_string_equal(buf, "1970-01-01T00:00:00Z");
+    assert_true(smtp_format_rfc3339(1795428000LL, buf, sizeof buf));
+    assert_string_equal(buf, "2026-11-23T10:00:00Z");
+    assert_true(smtp_format_rfc3339(951782400LL + 86399, buf, sizeof buf));
+    assert_string_equal(buf, "2000-02-29T23:59:59Z");
+    assert_true(smtp_format_rfc3339(-1, buf, sizeof buf));
+    assert_string_equal(buf, "1969-12-31T23:59:59Z");
+    assert_false(smtp_format_rfc3339(1795428000LL, buf, 20)); /* no room for the NUL */
+    assert_false(smtp_format_rfc3339(400000000000LL, buf, sizeof buf)); /* year > 9999 */
+    /* every day of several years, both ways */
+    for (long long t = 1600000000LL; t < 1600000000LL + 5 * 366 * 86400LL; t += 86400 + 3671) {
+        assert_true(smtp_format_rfc3339(t, buf, sizeof buf));
+        assert_true(t3339(buf) == t);
+    }
+}
+
+static void delivery_time(void **state)
+{
+    (void)state;
+    long long t;
+    assert_int_equal(smtp_parse_delivery_time("+30", 3, 1000, &t), PARSE_OK);
+    assert_true(t == 1030);
+    assert_int_equal(smtp_parse_delivery_time("+0", 2, 1000, &t), PARSE_OK);
+    assert_true(t == 1000);
+    assert_int_equal(smtp_parse_delivery_time("+999999999", 10, 0, &t), PARSE_OK);
+    assert_true(t == 999999999LL);
+    assert_int_equal(smtp_parse_delivery_time("2001-09-09T01:46:40Z", 20, 5, &t), PARSE_OK);
+    assert_true(t == 1000000000LL);
+    const char *bad[] = {"", "+", "+1000000000", "+-1", "+1s", "30", "-30", "tomorrow"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        if (smtp_parse_delivery_time(bad[i], strlen(bad[i]), 0, &t) != PARSE_SYNTAX)
+            fail_msg("accepted '%s'", bad[i]);
+}
+
+static void mail_params_hold(void **state)
+{
+    (void)state;
+    struct mail_params mp;
+    char bad[32];
+    assert_int_equal(mailp("HOLDFOR=3600", &mp, bad, sizeof bad), PARSE_OK);
+    assert_int_equal(mp.hold, HOLD_FOR);
+    assert_true(mp.hold_for == 3600);
+    assert_int_equal(mailp("SIZE=10 holduntil=2026-11-23T10:00:00Z", &mp, bad, sizeof bad),
+                     PARSE_OK);
+    assert_int_equal(mp.hold, HOLD_UNTIL);
+    assert_true(mp.hold_until == 1795428000LL);
+    assert_int_equal(mailp("HOLDFOR=999999999", &mp, bad, sizeof bad), PARSE_OK);
+    assert_int_equal(mailp("", &mp, bad, sizeof bad), PARSE_OK);
+    assert_int_equal(mp.hold, HOLD_NONE);
+    /* bad values, missing values, 10 digits, and both at once (RFC 4865 3) */
+    const char *badv[] = {"HOLDFOR=", "HOLDFOR", "HOLDFOR=-1", "HOLDFOR=1h", "HOLDFOR=1000000000",
+                          "HOLDUNTIL=tomorrow", "HOLDUNTIL", "HOLDUNTIL=2026-11-23T10:00:00",
+                          "HOLDFOR=10 HOLDUNTIL=2026-11-23T10:00:00Z",
+                          "HOLDUNTIL=2026-11-23T10:00:00Z HOLDFOR=10", "HOLDFOR=1 HOLDFOR=2"};
+    for (size_t i = 0; i < ARRAY_LEN(badv); i++)
+        if (mailp(badv[i], &mp, bad, sizeof bad) != PARSE_BAD_PARAM)
+            fail_msg("accepted '%s'", badv[i]);
+    mailp("HOLDFOR=10 HOLDUNTIL=2026-11-23T10:00:00Z", &mp, bad, sizeof bad);
+    assert_string_equal(bad, "HOLDUNTIL");
+}
+
+static enum parse_result etrn(const char *s, struct etrn_arg *e)
+{
+    return smtp_parse_etrn(s, strlen(s), e);
+}
+
+static void etrn_argument(void **state)
+{
+    (void)state;
+    struct etrn_arg e;
+    assert_int_equal(etrn("Example.ORG", &e), PARSE_OK);
+    assert_int_equal(e.kind, ETRN_DOMAIN);
+    assert_string_equal(e.node, "example.org");
+    assert_int_equal(etrn("@example.org  ", &e), PARSE_OK);
+    assert_int_equal(e.kind, ETRN_SUBDOMAINS);
+    assert_string_equal(e.node, "example.org");
+    assert_int_equal(etrn("#Queue1", &e), PARSE_OK);
+    assert_int_equal(e.kind, ETRN_QUEUE);
+    assert_string_equal(e.node, "Queue1"); /* queue names keep their case */
+    const char *bad[] = {"", "  ", "@", "#", "[127.0.0.1]", "@[127.0.0.1]", "exa mple.org",
+                         "example..org", "-example.org", "@@example.org", "#a b"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++)
+        if (etrn(bad[i], &e) == PARSE_OK)
+            fail_msg("accepted '%s'", bad[i]);
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(etrn(longname, &e), PARSE_TOO_LONG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1113,6 +1262,12 @@ int main(void)
         cmocka_unit_test(xtext_decoding),
         cmocka_unit_test(xtext_encoding),
         cmocka_unit_test(xtext_round_trip),
+        cmocka_unit_test(rfc3339_valid),
+        cmocka_unit_test(rfc3339_invalid),
+        cmocka_unit_test(rfc3339_format_round_trip),
+        cmocka_unit_test(delivery_time),
+        cmocka_unit_test(mail_params_hold),
+        cmocka_unit_test(etrn_argument),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

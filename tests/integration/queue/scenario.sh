@@ -351,6 +351,15 @@ check queue-delete-all "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out
 sleep 1 # a bounce, if one were (wrongly) queued, would reach alice's Maildir now
 check queue-delete-no-bounce "$(inbox) vs $n0" eval '[ "$(inbox)" = "$n0" ]'
 
+# ---- DSN flags: -N, -R, -V reach the envelope -------------------------------------------------
+printf 'Subject: dsn\n\nx\n' | sendmail -v -N failure,delay -R hdrs -V env-42 -f alice@local.test jo@slow.q.test 2>"$T/err"
+rc=$?
+qid7=$(sed -n 's/.*queued as \([0-9A-Z]*\).*/\1/p' "$T/err")
+tern queue show "$qid7" >"$T/out" 2>&1
+check sendmail-N-R-V "rc=$rc $(head -12 "$T/out")" eval '[ $rc = 0 ] && has "$T/out" "^Envelope-ID: env-42" &&
+    has "$T/out" "^Return: headers only" && has "$T/out" "^Recipient: <jo@slow.q.test> pending, [0-9]* attempts\?, notify failure delay"'
+tern queue delete "$qid7" >/dev/null 2>&1
+
 # ---- hold and delete while a delivery is in progress: done when the attempt ends ------------
 capture busy 127.0.0.43 --greeting-delay 30
 being_delivered() { tern queue show "$1" 2>/dev/null | grep -q "^State: being delivered"; }
@@ -368,6 +377,13 @@ rc=$?
 check queue-delete-busy "rc=$rc $(cat "$T/out")" eval '[ $rc = 0 ] && has "$T/out" "being delivered; deleted when this attempt ends"'
 check queue-delete-busy-done "$(tail -3 "$T/tern.log")" \
     wait_for 30 eval '[ ! -e "$T/spool/queue/$qid6" ] && [ ! -e "$T/spool/state/$qid6" ] && has "$T/tern.log" "deleted qid=$qid6"'
+
+# ---- a reload (SIGHUP) starts a new queue manager, which serves the socket again -----------
+old_qmgr=$(grep -o 'queue manager started pid=[0-9]*' "$T/tern.log" | tail -1)
+new_qmgr() { [ "$(grep -o 'queue manager started pid=[0-9]*' "$T/tern.log" | tail -1)" != "$old_qmgr" ]; }
+queue_empty() { [ "$(tern queue)" = "Mail queue is empty" ]; }
+kill -HUP "$tern_pid"
+check queue-after-reload "$(tern queue 2>&1 | head -3)" eval 'wait_for 30 new_qmgr && wait_for 30 queue_empty'
 
 # ---- access: only root and the mail user ----------------------------------------------------
 setpriv --reuid 54321 --regid 54321 --clear-groups "$Q_TERN" queue -c "$T/tern.conf" >"$T/out" 2>"$T/err"
