@@ -438,7 +438,7 @@ static int kw_listen(struct parser *p, const struct keyword *kw, char **argv, si
 {
     struct config *cfg = p->cfg;
     if (argc == 0)
-        return perr(p, "%s: missing value (expected ADDR:PORT [smtp|submission|smtps] "
+        return perr(p, "%s: missing value (expected ADDR:PORT [smtp|submission|smtps|odmr] "
                        "[options])", kw->name);
     struct listen_cfg l = {.kind = LISTEN_SMTP, .starttls_opt = -1, .require_tls_opt = -1};
     for (size_t i = 2; i < argc; i++) {

@@ -577,7 +577,7 @@ static void test_listen(void **state)
     static const struct {
         const char *line, *msg;
     } errs[] = {
-        {"listen\n", "listen: missing value (expected ADDR:PORT [smtp|submission|smtps] "
+        {"listen\n", "listen: missing value (expected ADDR:PORT [smtp|submission|smtps|odmr] "
                       "[options])"},
         {"listen 127.0.0.1:25 smtp extra\n",
          "listen: unknown option 'extra' (expected starttls, no-starttls, require-tls or "
