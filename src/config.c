@@ -873,6 +873,10 @@ static const struct keyword keywords[] = {
     {"sender_login", kw_sender_login, 0, 0, 0, true},
     {"auth_max_failures", kw_count, F(auth_max_failures), 0, 1000, false},
     {"auth_lockout", kw_duration, F(auth_lockout), 1, DAY, false},
+    {"max_connection_rate", kw_count, F(max_connection_rate), 0, 1000000, false},
+    {"min_free_space", kw_size, F(min_free_space), 0, MESSAGE_SIZE_MAX, false},
+    {"max_header_size", kw_size, F(max_header_size), 1024, MESSAGE_SIZE_MAX, false},
+    {"max_header_count", kw_count, F(max_header_count), 10, 1000000, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1107,6 +1111,9 @@ static void set_defaults(struct config *cfg)
     cfg->outbound_idle = 5;
     cfg->auth_max_failures = 10;
     cfg->auth_lockout = 900;
+    cfg->min_free_space = 16u << 20;
+    cfg->max_header_size = 256u << 10;
+    cfg->max_header_count = 1000;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,

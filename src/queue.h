@@ -39,6 +39,10 @@ int queue_writer_commit(struct queue_writer *w);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 
+/* Octets an unprivileged process may still write on the spool's file system (statvfs
+ * f_bavail), or -1 with errno if it cannot be asked. */
+long long queue_free_space(const char *spool_dir);
+
 /* For the queue manager: */
 /* List committed queue IDs; calls fn for each. Returns the count or -1. */
 int queue_scan(const char *spool_dir, void (*fn)(const char *qid, void *arg), void *arg);

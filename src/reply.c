@@ -61,6 +61,9 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_AUTH_TEMPFAIL] = {454, "4.7.0", "Temporary authentication failure"},
     [RP_AUTH_LOCKED] = {454, "4.7.0", "Too many failed authentication attempts from your address; try again later"},
     [RP_SENDER_NOT_OWNED] = {553, "5.7.1", "Sender address not owned by the authenticated user"},
+    [RP_RESOURCES] = {421, "4.3.2", "Temporary local resource shortage, closing connection; try again later"},
+    [RP_HEADER_TOO_BIG] = {552, "5.3.4", "Message header section exceeds fixed limit"},
+    [RP_TOO_MANY_HEADERS] = {554, "5.6.0", "Too many header fields in message"},
 };
 
 int reply_code(enum reply_id id)

@@ -59,6 +59,9 @@ enum reply_id {
     RP_AUTH_TEMPFAIL,     /* 454 4.7.0 */
     RP_AUTH_LOCKED,       /* 454 4.7.0 */
     RP_SENDER_NOT_OWNED,  /* 553 5.7.1 */
+    RP_RESOURCES,         /* 421 4.3.2 */
+    RP_HEADER_TOO_BIG,    /* 552 5.3.4 */
+    RP_TOO_MANY_HEADERS,  /* 554 5.6.0 */
     RP__COUNT
 };
 

@@ -596,8 +596,21 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The queue manager needs neither the TLS keys nor the password hashes: let them go. */
+    if (c->kind == CHILD_QMGR) {
+        tls_server_free(g->tls);
+        g->tls = NULL;
+        users_free(&g->users);
+        g->have_users = false;
+    }
+    /* Named for ps/top and for tests (/proc/PID/comm). */
+    (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
     if (privsep_drop(&g->user) < 0)
         exit(1);
+    /* Not dumpable: no core file with the keys, and no other process of the unprivileged
+     * user (another worker taken over by an attacker) may ptrace us to read them. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        log_warn("cannot clear the dumpable flag: %s", strerror(errno));
     /* After the drop: changing credentials clears the parent-death signal. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0)
         log_warn("cannot set the parent-death signal: %s", strerror(errno));

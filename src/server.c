@@ -10,12 +10,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -44,6 +46,9 @@ struct worker {
     const struct config *cfg;
     const struct users *users;    /* SMTP AUTH table, NULL without users_file */
     struct authlock authlock;     /* failed AUTH attempts per client address */
+    struct authlock connrate;     /* connections per client address in the last minute */
+    int reserve_fd;               /* a spare descriptor, given up to answer 421 at EMFILE */
+    struct event *ev_resume;      /* re-enables accepting after a shortage pause */
     struct event_base *base;
     struct tls_server *tls;
     const struct listener_fd *fds;  /* fds[i] is what listeners[i] accepts on */
@@ -69,6 +74,7 @@ struct conn {
     bool tls_closed;              /* close_notify sent (or not needed) */
     struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
     struct event *pause_ev;       /* paused: resumes reading and writing (failed AUTH delay) */
+    struct event *deadline_ev;    /* waiting for a command: fires after timeout_command */
     struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
@@ -128,6 +134,8 @@ static void conn_free(struct conn *c)
         event_free(c->close_ev);
     if (c->pause_ev)
         event_free(c->pause_ev);
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
     if (c->held)
         evbuffer_free(c->held);
     session_free(c->session);
@@ -187,11 +195,34 @@ static void session_pause(void *ctx, unsigned ms)
     bufferevent_disable(c->bev, EV_READ);
 }
 
-static void set_timeout(struct conn *c)
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
+
+/* Arm the input timeout for the session's state (RFC 5321 4.5.3.2). Data blocks use the
+ * bufferevent's read timeout, which every arriving octet renews: that is the data block
+ * timeout's meaning. Waiting for a command (or a TLS handshake) uses a deadline renewed only
+ * when a whole line was taken (progress), so a command trickled one octet at a time
+ * (slowloris) still ends at timeout_command. */
+static void set_timeout(struct conn *c, bool progress)
 {
-    struct timeval rd = {.tv_sec = session_timeout_seconds(c->session)};
     struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
-    bufferevent_set_timeouts(c->bev, &rd, &wr);
+    enum session_mode mode = session_mode(c->session);
+    if (!c->handshaking && (mode == MODE_DATA || mode == MODE_CHUNK)) {
+        struct timeval rd = {.tv_sec = session_timeout_seconds(c->session)};
+        bufferevent_set_timeouts(c->bev, &rd, &wr);
+        if (c->deadline_ev)
+            event_del(c->deadline_ev);
+        return;
+    }
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    if (!c->deadline_ev)
+        c->deadline_ev = evtimer_new(c->w->base, on_deadline, c);
+    if (!c->deadline_ev)
+        return; /* logged by nobody: the write timeout and max_connections still bound us */
+    if (progress || !evtimer_pending(c->deadline_ev, NULL)) {
+        struct timeval rd = {.tv_sec = c->w->cfg->timeout_command};
+        if (evtimer_add(c->deadline_ev, &rd) < 0)
+            log_err("cannot arm the command timeout client=[%s]", c->peer->addr);
+    }
 }
 
 /* Has every reply reached the socket? Under TLS (a filter over the socket's bufferevent) the
@@ -301,7 +332,7 @@ static void start_tls(struct conn *c, struct evbuffer *in)
     c->handshaking = true;
     bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
     bufferevent_setcb(tb, conn_read, conn_write, conn_event, c);
-    set_timeout(c);
+    set_timeout(c, true);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -324,6 +355,7 @@ static void tls_ready(struct conn *c)
 /* Hand complete command lines or DATA/BDAT octets to the session, as its mode asks. */
 static void process_input(struct conn *c, struct evbuffer *in)
 {
+    bool progress = false; /* a whole line or some data was taken: renew the deadline */
     for (;;) {
         enum session_mode mode = session_mode(c->session);
         if (mode == MODE_CLOSE || mode == MODE_STARTTLS || c->paused)
@@ -336,6 +368,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
             if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
                 break;
             size_t used = session_data(c->session, v.iov_base, v.iov_len);
+            progress = true;
             if (evbuffer_drain(in, used) < 0)
                 break;
             continue;
@@ -357,6 +390,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
         if (c->discarding || len + 2 > max) {
             evbuffer_drain(in, len + eol_len);
             c->discarding = false;
+            progress = true;
             session_line_too_long(c->session);
             continue;
         }
@@ -364,6 +398,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
         if (!line)
             break;
         session_line(c->session, (const char *)line, len);
+        progress = true;
         if (evbuffer_drain(in, len + eol_len) < 0)
             break;
     }
@@ -373,7 +408,23 @@ static void process_input(struct conn *c, struct evbuffer *in)
     else if (mode == MODE_STARTTLS)
         start_tls(c, in);
     else
-        set_timeout(c);
+        set_timeout(c, progress);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->handshaking) {
+        log_info("TLS handshake failed client=[%s]: timeout", c->peer->addr);
+        session_abort(c->session);
+        conn_free(c);
+        return;
+    }
+    session_timeout(c->session);
+    conn_close(c);
 }
 
 static void conn_read(struct bufferevent *bev, void *arg)
@@ -442,10 +493,10 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Refuse a connection we cannot serve: a best-effort 421 on the raw socket, then close. */
-static void refuse(int fd, const char *why, const char *addr)
+static void refuse(int fd, enum reply_id id, const char *why, const char *addr)
 {
     char buf[SMTP_REPLY_MAX];
-    size_t n = reply_format(buf, sizeof buf, RP_TOO_MANY_CONN, false, why);
+    size_t n = reply_format(buf, sizeof buf, id, false, why);
     if (n > 0 && send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("cannot send 421 to [%s]: %s", addr, strerror(errno));
     close(fd);
@@ -477,20 +528,36 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
     if (w->nconns >= w->cfg->max_connections) {
         log_warn("refused client=[%s] reason=max_connections (%zu)", addr, w->nconns);
-        refuse(fd, "Too many connections, try again later", addr);
+        refuse(fd, RP_TOO_MANY_CONN, "Too many connections, try again later", addr);
         return;
     }
     struct peer_count *pc = peer_get(w, addr);
     if (!pc) {
-        refuse(fd, "Local resource shortage, try again later", addr);
+        refuse(fd, RP_RESOURCES, NULL, addr);
         return;
     }
     if (pc->count >= w->cfg->max_connections_per_ip) {
         log_warn("refused client=[%s] reason=max_connections_per_ip (%u)", addr, pc->count);
         if (pc->count == 0)
             peer_put(w, pc);
-        refuse(fd, "Too many connections from your address, try again later", addr);
+        refuse(fd, RP_TOO_MANY_CONN, "Too many connections from your address, try again later",
+               addr);
         return;
+    }
+    if (w->cfg->max_connection_rate > 0) {
+        time_t now = time(NULL);
+        bool locked;
+        if (authlock_locked(&w->connrate, addr, now, NULL)) {
+            log_warn("refused client=[%s] reason=max_connection_rate (%zu per minute)", addr,
+                     w->cfg->max_connection_rate);
+            if (pc->count == 0)
+                peer_put(w, pc);
+            refuse(fd, RP_TOO_MANY_CONN,
+                   "Too many connections from your address in the last minute, try again later",
+                   addr);
+            return;
+        }
+        (void)authlock_fail(&w->connrate, addr, now, &locked);
     }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small */
@@ -518,10 +585,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     if (!s) {
         log_err("out of memory accepting client=[%s]", addr);
-        if (bev)
+        if (bev) {
+            /* Frees the socket too: answer on it first (the bufferevent never wrote). */
+            char buf[SMTP_REPLY_MAX];
+            size_t n = reply_format(buf, sizeof buf, RP_RESOURCES, false, NULL);
+            if (n > 0 && send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                log_debug("cannot send 421 to [%s]: %s", addr, strerror(errno));
             bufferevent_free(bev);
-        else
-            close(fd);
+        } else {
+            refuse(fd, RP_RESOURCES, NULL, addr);
+        }
         free(c);
         if (pc->count == 0)
             peer_put(w, pc);
@@ -543,16 +616,56 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->handshaking = implicit;
     if (!implicit)
         session_start(s);
-    set_timeout(c);
+    set_timeout(c, true);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+/* The spare descriptor: held while all is well, so that at EMFILE one slot can be freed to
+ * accept a waiting client just long enough to tell it 421. */
+static void reserve_fd_open(struct worker *w)
+{
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    reserve_fd_open(w);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_enable(w->listeners[i]);
+}
+
+/* Accepting failed. Out of descriptors or memory, the listening socket stays readable while
+ * clients wait, so simply going on would spin the loop at 100% CPU: answer the waiting
+ * clients 421 (with the spare descriptor), then stop accepting for a second. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)arg;
+    struct worker *w = arg;
     int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE/ENOBUFS: keep the listener; the kernel queue holds clients meanwhile. */
-    log_err("accept failed on fd %d: %s", (int)evconnlistener_get_fd(l), strerror(e));
+    int lfd = (int)evconnlistener_get_fd(l);
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        log_err("accept failed on fd %d: %s", lfd, strerror(e));
+        return;
+    }
+    unsigned shed = 0;
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        w->reserve_fd = -1;
+        for (int fd; shed < 64 && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0; shed++)
+            refuse(fd, RP_RESOURCES, NULL, "?");
+        reserve_fd_open(w);
+    }
+    log_err("accept failed on fd %d: %s (%zu connections open); answered %u waiting "
+            "clients 421, not accepting for 1 s", lfd, strerror(e), w->nconns, shed);
+    struct timeval tv = {.tv_sec = 1};
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_disable(w->listeners[i]);
+    if (!w->ev_resume || evtimer_add(w->ev_resume, &tv) < 0)
+        on_resume(-1, 0, w); /* no timer: better spin than stop serving for good */
 }
 
 /* ---- shutdown --------------------------------------------------------------------------- */
@@ -597,8 +710,10 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
                     struct tls_server *tls, const struct users *users)
 {
-    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users};
+    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users, .reserve_fd = -1};
     authlock_init(&w.authlock, (unsigned)cfg->auth_max_failures, cfg->auth_lockout);
+    authlock_init(&w.connrate, (unsigned)cfg->max_connection_rate, 60);
+    reserve_fd_open(&w);
     int status = 1;
     signal(SIGPIPE, SIG_IGN);
     w.base = event_base_new();
@@ -624,6 +739,7 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
         w.nlisteners++;
         evconnlistener_set_error_cb(w.listeners[i], on_accept_error);
     }
+    w.ev_resume = evtimer_new(w.base, on_resume, &w);
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop, &w);
     if (!w.ev_term || !w.ev_int || evsignal_add(w.ev_term, NULL) < 0 ||
@@ -642,6 +758,11 @@ out:
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);
     authlock_free(&w.authlock);
+    authlock_free(&w.connrate);
+    if (w.reserve_fd >= 0)
+        close(w.reserve_fd);
+    if (w.ev_resume)
+        event_free(w.ev_resume);
     if (w.ev_term)
         event_free(w.ev_term);
     if (w.ev_int)
