@@ -31,7 +31,7 @@ g = Group("crash", server=False)
 
 SENDERS = 6
 PER_SENDER = 25
-MAX_PER_SENDER = 150     # bounds the load if the kills take long (restart back-off)
+MAX_PER_SENDER = 250     # bounds the load if the kills take long (restart back-off)
 RCPTS = ["demo@localhost", "alice@localhost", "bob@localhost"]
 TOKEN_RE = re.compile(rb"X-Crash-Token: (\S+)")
 
@@ -256,7 +256,7 @@ def _(make):
 
 @g.test("kill-9-qmgr-under-load")
 def _(make):
-    crash_run(make, "qmgr", 4)
+    crash_run(make, "qmgr", 3)
 
 
 @g.test("kill-9-process-group-under-load")
