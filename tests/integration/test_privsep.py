@@ -107,6 +107,9 @@ def _(make):
     check(st["Uid"][0] == "0", "the supervisor is not root: Uid %r" % st["Uid"])
 
     def check_child(k):
+        # A child is named at fork, before it drops privileges: give it time to get there
+        # (one that never drops fails below).
+        poll(lambda: status(k)["Uid"][0] != "0" and status(k)["CapEff"][0].strip("0") == "", 10)
         st = status(k)
         want_uid = [str(pw.pw_uid)] * 4
         want_gid = [str(pw.pw_gid)] * 4
