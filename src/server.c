@@ -349,6 +349,7 @@ static void tls_ready(struct conn *c)
     session_tls_started(c->session, desc);
     if (c->implicit_tls)
         session_start(c->session);
+    set_timeout(c, true); /* the handshake was progress: the first command gets a full wait */
     process_input(c, bufferevent_get_input(c->bev));
 }
 

@@ -3,7 +3,7 @@
 
 - slowloris: a command line trickled one octet at a time still ends at timeout_command with
   421 4.4.2 (the deadline is not renewed by each octet, only by a whole command), before and
-  after EHLO and inside an AUTH-capable session;
+  after EHLO; a TLS ClientHello trickled to an smtps listener is cut off the same way;
 - max_connection_rate: the connection over the limit per minute from one address gets
   421 4.7.0 and is closed, the ones before it were served;
 - max_errors: a client sending nothing but invalid commands gets 421 4.7.0 after N errors;
@@ -75,6 +75,62 @@ def _(srv):
         got, _ = trickle(c, "NOOP\r\n", gap=0.25)
         check(got is not None and got.startswith("250"), "NOOP answered %r" % got)
     c.quit()
+
+
+def client_hello():
+    """The first flight of a real TLS client (Python's ssl over memory BIOs)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="mx.tern.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outg.read()
+
+
+def tls_slow_group():
+    import tempfile
+    from ternlib import mkcerts
+    pki = mkcerts(tempfile.mkdtemp(prefix="tern-it-abuse-pki."), "mx.tern.test")
+    return Group("slowloris-tls", timeout_command=2, workers=1, listeners={"smtps": "smtps"},
+                 tls_certificate="%s/server-chain.crt %s/server.key" % (pki, pki))
+
+
+slow_tls = tls_slow_group()
+
+
+@slow_tls.test("slowloris-tls-handshake")
+def _(srv):
+    hello = client_hello()
+    check(len(hello) > 100, "no ClientHello made: %r" % hello[:40])
+    s = socket.create_connection(("127.0.0.1", srv.ports["smtps"]), timeout=15)
+    closed_at = None
+    for i in range(len(hello)):
+        try:
+            s.sendall(hello[i:i + 1])
+        except OSError:
+            closed_at = i
+            break
+        s.settimeout(0.3)
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            closed_at = i
+            break
+    s.close()
+    check(closed_at is not None, "a ClientHello trickled over %d octets kept the connection "
+          "open past timeout_command" % len(hello))
+    check(closed_at < len(hello) - 1, "closed only after the whole ClientHello")
+    check("TLS handshake failed" in srv.log_text() and "timeout" in srv.log_text(),
+          "handshake timeout not logged")
 
 
 rate = Group("rate", workers=1, max_connection_rate=5)

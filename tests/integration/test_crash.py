@@ -172,6 +172,7 @@ def crash_run(make, kind, nkills):
     run = "%s%d" % (kind, random.randrange(1 << 30))
     load = Load(srv, run)
     kills = []        # log offsets at the moment of each kill
+    killed = set()
     load.start()
     rnd = random.Random()
     done = 0
@@ -183,11 +184,13 @@ def crash_run(make, kind, nkills):
             pids = kids_named(srv, "tern-qmgr")
         else:
             pids = children(srv.proc.pid) + [srv.proc.pid]
+        pids = [p for p in pids if p not in killed]    # not the one dying right now
         if not pids:
             continue              # being restarted right now
         if kind != "group":
             pids = [rnd.choice(pids)]
         kills.append(srv.log_size())
+        killed.update(pids)
         for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)
