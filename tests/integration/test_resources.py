@@ -5,7 +5,8 @@ accepted is lost, service resumes, no crash.
 Needs root: the file re-runs itself in a private mount namespace (unshare -m) where the spool
 and the Maildir tree are small tmpfs mounts that the tests fill with a filler file.
 
-- spool below min_free_space: MAIL gets 452 4.3.1 (also when SIZE= does not fit); with
+- spool below min_free_space: MAIL gets 452 4.3.1 (also when SIZE= does not fit); out of
+  inodes, DATA gets 452 4.3.1 (the queue file cannot be created); with
   min_free_space 0 a message that hits ENOSPC gets 452 4.3.1 at the end of data and leaves
   nothing in spool/tmp; messages accepted before (held by a full Maildir tree) stay queued
   and are all delivered once space returns, and new mail is accepted again;
@@ -171,6 +172,41 @@ def _(make):
     for s in held:
         n = len(srv.find("demo@localhost", s))
         check(n == 1, "held message delivered %d times" % n)
+    srv.stop_checked()
+
+
+@g.test("spool-out-of-inodes-452-at-data")
+def _(make):
+    # No inode left: the queue file cannot even be created, so DATA itself gets 452.
+    need_root()
+    srv = make("inodes", min_free_space=0)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64,mode=0755", "tmpfs",
+                    srv.spool], check=True)
+    srv.chown_tree(srv.spool)
+    srv.start()
+    subj = unique("inodes-before")
+    send(srv, subj)
+    srv.wait_delivery("demo@localhost", subj)
+    fillers = os.path.join(srv.spool, "fillers")
+    os.mkdir(fillers)
+    n = 0
+    while True:
+        try:
+            open(os.path.join(fillers, str(n)), "w").close()
+        except OSError:
+            break
+        n += 1
+    c = srv.connect()
+    c.ehlo()
+    c.mail()
+    c.rcpt()
+    c.cmd("DATA", 452, "4.3.1")
+    c.cmd("RSET", 250)
+    c.quit()
+    shutil.rmtree(fillers)
+    subj = unique("inodes-after")
+    send(srv, subj)
+    srv.wait_delivery("demo@localhost", subj)
     srv.stop_checked()
 
 
