@@ -11,6 +11,8 @@ and the Maildir tree are small tmpfs mounts that the tests fill with a filler fi
   nothing in spool/tmp; messages accepted before (held by a full Maildir tree) stay queued
   and are all delivered once space returns, and new mail is accepted again;
 - Maildir tree full: delivery is deferred (ENOSPC), retried, and done once space returns;
+- a message that expires while the spool is full keeps its recipient pending until its
+  bounce can be queued: the bounce reaches the sender once space returns;
 - descriptors: a worker limited with prlimit --nofile answers the connections over its limit
   421 4.3.2 instead of spinning on accept() (the log shows a handful of accept failures, not
   thousands), keeps serving its open sessions and serves new ones once descriptors free up;
@@ -207,6 +209,41 @@ def _(make):
     subj = unique("inodes-after")
     send(srv, subj)
     srv.wait_delivery("demo@localhost", subj)
+    srv.stop_checked()
+
+
+@g.test("bounce-not-lost-when-spool-full")
+def _(make):
+    # A message expires (queue_lifetime) while the spool is full: the bounce cannot be
+    # queued, so the failure must not be recorded either; once space returns the bounce goes
+    # out. Before, the recipient was marked failed and the bounce silently lost.
+    need_root()
+    srv = make("bounce", min_free_space=0, queue_lifetime=3, retry_min=1, retry_max=1)
+    tmpfs(srv, srv.spool, 2 * MiB)
+    tmpfs(srv, srv.maildir, 1 * MiB)
+    srv.start()
+    mfill = fill(srv.maildir, 0)
+    subj = unique("expire")
+    c = srv.connect()
+    c.ehlo()
+    c.mail("alice@localhost")
+    c.rcpt("demo@localhost")
+    qid = c.data(message(subj))
+    c.quit()
+    sfill = fill(srv.spool, 0)
+    check(poll(lambda: re.search(r"cannot queue the failure DSN for qid=%s" % qid,
+                                 srv.log_text()), 20),
+          "the bounce never failed to queue?\n%s" % srv.log_tail())
+    time.sleep(1.5)
+    check(srv.queued(qid), "message %s removed although its bounce could not be queued" % qid)
+    os.unlink(sfill)
+    os.unlink(mfill)
+    got = poll(lambda: [d for _, d in srv.find("alice@localhost", qid)], 30)
+    check(got, "no bounce for %s reached the sender after space returned\n%s" % (
+        qid, srv.log_tail()))
+    check(b"multipart/report" in got[0], "the message to the sender is not a DSN")
+    check(poll(lambda: not srv.queued(qid), 10), "expired message still queued")
+    check(not srv.find("demo@localhost", subj), "the expired message was delivered")
     srv.stop_checked()
 
 
