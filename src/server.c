@@ -217,7 +217,7 @@ static void set_timeout(struct conn *c, bool progress)
     if (!c->deadline_ev)
         c->deadline_ev = evtimer_new(c->w->base, on_deadline, c);
     if (!c->deadline_ev)
-        return; /* logged by nobody: the write timeout and max_connections still bound us */
+        return; /* out of memory: the write timeout and the connection limits still apply */
     if (progress || !evtimer_pending(c->deadline_ev, NULL)) {
         struct timeval rd = {.tv_sec = c->w->cfg->timeout_command};
         if (evtimer_add(c->deadline_ev, &rd) < 0)
