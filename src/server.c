@@ -29,6 +29,7 @@
 
 #include "authlock.h"
 #include "log.h"
+#include "peertab.h"
 #include "reply.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -46,7 +47,8 @@ struct worker {
     const struct config *cfg;
     const struct users *users;    /* SMTP AUTH table, NULL without users_file */
     struct authlock authlock;     /* failed AUTH attempts per client address */
-    struct authlock connrate;     /* connections per client address in the last minute */
+    struct peertab *shared;       /* per-address counts shared with the other workers, or NULL */
+    size_t index;                 /* our column in shared */
     int reserve_fd;               /* a spare descriptor, given up to answer 421 at EMFILE */
     struct event *ev_resume;      /* re-enables accepting after a shortage pause */
     struct event_base *base;
@@ -67,6 +69,7 @@ struct conn {
     struct bufferevent *bev;
     struct session *session;
     struct peer_count *peer;
+    size_t peer_slot;             /* in w->shared, PEERTAB_NONE when not counted there */
     bool discarding;              /* inside an over-long command line */
     bool closing;                 /* flush the output, then free */
     bool implicit_tls;            /* smtps: greet once the handshake is done */
@@ -142,6 +145,8 @@ static void conn_free(struct conn *c)
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
         peer_put(w, c->peer);
+    if (w->shared)
+        peertab_close(w->shared, w->index, c->peer_slot);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -537,28 +542,32 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         refuse(fd, RP_RESOURCES, NULL, addr);
         return;
     }
-    if (pc->count >= w->cfg->max_connections_per_ip) {
+    size_t slot = PEERTAB_NONE;
+    if (w->shared) {
+        unsigned open = 0;
+        enum peer_verdict v = peertab_open(w->shared, w->index, addr, time(NULL),
+                                           w->cfg->max_connections_per_ip,
+                                           w->cfg->max_connection_rate, &slot, &open);
+        if (v != PEER_OK) {
+            bool many = v == PEER_TOO_MANY;
+            log_warn("refused client=[%s] reason=%s (%u open)", addr,
+                     many ? "max_connections_per_ip" : "max_connection_rate", open);
+            if (pc->count == 0)
+                peer_put(w, pc);
+            refuse(fd, RP_TOO_MANY_CONN,
+                   many ? "Too many connections from your address, try again later"
+                        : "Too many connections from your address in the last minute, try "
+                          "again later",
+                   addr);
+            return;
+        }
+    } else if (pc->count >= w->cfg->max_connections_per_ip) {
         log_warn("refused client=[%s] reason=max_connections_per_ip (%u)", addr, pc->count);
         if (pc->count == 0)
             peer_put(w, pc);
         refuse(fd, RP_TOO_MANY_CONN, "Too many connections from your address, try again later",
                addr);
         return;
-    }
-    if (w->cfg->max_connection_rate > 0) {
-        time_t now = time(NULL);
-        bool locked;
-        if (authlock_locked(&w->connrate, addr, now, NULL)) {
-            log_warn("refused client=[%s] reason=max_connection_rate (%zu per minute)", addr,
-                     w->cfg->max_connection_rate);
-            if (pc->count == 0)
-                peer_put(w, pc);
-            refuse(fd, RP_TOO_MANY_CONN,
-                   "Too many connections from your address in the last minute, try again later",
-                   addr);
-            return;
-        }
-        (void)authlock_fail(&w->connrate, addr, now, &locked);
     }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small */
@@ -599,9 +608,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         free(c);
         if (pc->count == 0)
             peer_put(w, pc);
+        if (w->shared)
+            peertab_close(w->shared, w->index, slot);
         return;
     }
     pc->count++;
+    c->peer_slot = slot;
     c->w = w;
     c->bev = bev;
     c->session = s;
@@ -709,11 +721,12 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 }
 
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
-                    struct tls_server *tls, const struct users *users)
+                    struct tls_server *tls, const struct users *users, struct peertab *peers,
+                    size_t index)
 {
-    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users, .reserve_fd = -1};
+    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users, .reserve_fd = -1,
+                       .shared = peers, .index = index};
     authlock_init(&w.authlock, (unsigned)cfg->auth_max_failures, cfg->auth_lockout);
-    authlock_init(&w.connrate, (unsigned)cfg->max_connection_rate, 60);
     reserve_fd_open(&w);
     int status = 1;
     signal(SIGPIPE, SIG_IGN);
@@ -759,7 +772,6 @@ out:
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);
     authlock_free(&w.authlock);
-    authlock_free(&w.connrate);
     if (w.reserve_fd >= 0)
         close(w.reserve_fd);
     if (w.ev_resume)

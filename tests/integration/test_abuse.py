@@ -5,17 +5,21 @@
   421 4.4.2 (the deadline is not renewed by each octet, only by a whole command), before and
   after EHLO; a TLS ClientHello trickled to an smtps listener is cut off the same way;
 - max_connection_rate: the connection over the limit per minute from one address gets
-  421 4.7.0 and is closed, the ones before it were served;
+  421 4.7.0 and is closed, the ones before it were served (two workers: the count is shared);
+- max_connections_per_ip holds across workers; the connections of a worker killed with
+  SIGKILL stop counting;
 - max_errors: a client sending nothing but invalid commands gets 421 4.7.0 after N errors;
 - max_header_size (552 5.3.4) and max_header_count (554 5.6.0), with DATA and BDAT; folded
   continuation lines do not count as fields; a message within the limits is delivered.
 
     /usr/bin/python3 tests/integration/test_abuse.py BUILD_DIR [name-filter...]
 """
+import os
+import signal
 import socket
 import time
 
-from ternlib import Group, check, run_main, unique
+from ternlib import Group, check, poll, run_main, unique
 
 slow = Group("slowloris", timeout_command=2, workers=1)
 
@@ -133,7 +137,7 @@ def _(srv):
           "handshake timeout not logged")
 
 
-rate = Group("rate", workers=1, max_connection_rate=5)
+rate = Group("rate", workers=2, max_connection_rate=5)
 
 
 @rate.test("connection-rate-per-address")
@@ -153,6 +157,80 @@ def _(srv):
     check(s.recv(4096) == b"", "connection left open after the 421")
     s.close()
     check("reason=max_connection_rate" in srv.log_text(), "refusal not logged")
+
+
+def greeting(s):
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def worker_pids(srv):
+    pid = srv.proc.pid
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        kids = [int(x) for x in f.read().split()]
+    out = []
+    for k in kids:
+        try:
+            with open("/proc/%d/comm" % k) as f:
+                if f.read().strip() == "tern-smtp":
+                    out.append(k)
+        except OSError:
+            pass
+    return out
+
+
+perip = Group("per-ip-shared", workers=2, max_connections_per_ip=3)
+
+
+@perip.test("per-address-limit-across-workers")
+def _(srv):
+    # Whichever worker takes each connection, the fourth from one address is refused.
+    held = []
+    for i in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        g = greeting(s)
+        check(g.startswith(b"220"), "connection %d got %r" % (i + 1, g))
+        held.append(s)
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        g = greeting(s)
+        check(g.startswith(b"421 4.7.0"), "connection over the limit got %r" % g)
+        s.close()
+    held.pop().close()
+    check(poll(lambda: greeting(socket.create_connection(("127.0.0.1", srv.port), timeout=15))
+               .startswith(b"220"), 10), "the freed slot was not reusable")
+    for s in held:
+        s.close()
+
+
+@perip.test("dead-worker-connections-forgotten")
+def _(srv):
+    # The connections of a worker killed with SIGKILL no longer count.
+    time.sleep(0.5)                       # the previous test's connections are closed
+    held = []
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        check(greeting(s).startswith(b"220"), "not served")
+        held.append(s)
+    old = worker_pids(srv)
+    for p in old:
+        os.kill(p, signal.SIGKILL)
+    for s in held:
+        s.close()
+    check(poll(lambda: len([p for p in worker_pids(srv) if p not in old]) == 2, 20),
+          "workers not restarted")
+    for i in range(3):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        g = greeting(s)
+        check(g.startswith(b"220"), "connection %d after the workers died got %r" % (i + 1, g))
+        held.append(s)
+    for s in held:
+        s.close()
 
 
 errs = Group("errors", max_errors=5)
