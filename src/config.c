@@ -935,6 +935,10 @@ static const struct keyword keywords[] = {
     {"auth_backend", kw_auth_backend, 0, 0, 0, false},
     {"dovecot_auth_socket", kw_path, F(dovecot_auth_socket), 0, 0, false},
     {"dovecot_auth_timeout", kw_duration, F(dovecot_auth_timeout), 1, 3600, false},
+    {"max_connection_rate", kw_count, F(max_connection_rate), 0, 1000000, false},
+    {"min_free_space", kw_size, F(min_free_space), 0, MESSAGE_SIZE_MAX, false},
+    {"max_header_size", kw_size, F(max_header_size), 1024, MESSAGE_SIZE_MAX, false},
+    {"max_header_count", kw_count, F(max_header_count), 10, 1000000, false},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1188,6 +1192,9 @@ static void set_defaults(struct config *cfg)
     cfg->allow_include = true;
     cfg->dovecot_auth_socket = xstrdup("/run/dovecot/auth-client");
     cfg->dovecot_auth_timeout = 30;
+    cfg->min_free_space = 16u << 20;
+    cfg->max_header_size = 256u << 10;
+    cfg->max_header_count = 1000;
 }
 
 int config_parse(struct config *cfg, const char *path, const char *text, size_t len,

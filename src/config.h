@@ -112,6 +112,12 @@ struct config {
     size_t max_connections;     /* per worker process; default 1000 */
     size_t max_connections_per_ip; /* per worker process; default 20 */
     size_t max_errors;          /* protocol errors before 421 and close; default 20 */
+    size_t max_connection_rate; /* connections per minute from one address, per worker;
+                                   0 = no limit (default) */
+    size_t min_free_space;      /* octets the spool's file system must keep free, else 452
+                                   4.3.1 at MAIL; default 16 MiB */
+    size_t max_header_size;     /* octets of a message's header section; default 256 KiB */
+    size_t max_header_count;    /* header fields in a message; default 1000 */
 
     /* timeouts in seconds, RFC 5321 4.5.3.2 */
     int timeout_command;        /* waiting for the next command; default 300 */

@@ -420,8 +420,9 @@ static void dsn_rcpt_of(const struct qmsg *m, size_t i, enum dsn_action action,
     }
 }
 
-static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
-                     const enum dsn_action *actions, size_t n)
+/* Queue one DSN; 0 on success, -1 (logged) when it could not be queued (disk full...). */
+static int send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
+                    const enum dsn_action *actions, size_t n)
 {
     const struct config *cfg = m->q->cfg;
     struct dsn_rcpt *dr = xcalloc(n, sizeof *dr);
@@ -433,8 +434,9 @@ static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
     const char *what = kind == DSN_ACTION_FAILED    ? "failure"
                        : kind == DSN_ACTION_DELAYED ? "delay"
                                                     : "success";
-    if (notify_queue(cfg, &m->env, m->fd, m->off, m->size, kind, dr, n, m->now, until,
-                     dsn_qid) == 0)
+    int rc = notify_queue(cfg, &m->env, m->fd, m->off, m->size, kind, dr, n, m->now, until,
+                          dsn_qid);
+    if (rc == 0)
         log_info("dsn qid=%s kind=%s to=<%s> nrcpt=%zu dsn_qid=%s", m->env.qid, what,
                  m->env.sender, n, dsn_qid);
     else
@@ -442,6 +444,7 @@ static void send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
                 m->env.sender, strerror(errno));
     free(dr);
     free(texts);
+    return rc < 0 ? -1 : 0;
 }
 
 /* Where the queue lifetime and the delay warning count from: the arrival, or the release
@@ -465,7 +468,9 @@ static time_t next_due(const struct qmsg *m, bool warn_pending)
     }
     if (cfg->queue_lifetime > 0) {
         time_t expiry = queue_start(&m->env) + (time_t)cfg->queue_lifetime + 1;
-        if (next == 0 || expiry < next)
+        /* Past expiry, only recipients kept pending for their bounce remain: their retry
+         * time rules, or a full disk would have us loop. */
+        if (expiry > m->now && (next == 0 || expiry < next))
             next = expiry;
     }
     if (warn_pending) {
@@ -496,8 +501,16 @@ static void finish_message(struct qmsg *m)
             act[k++] = DSN_ACTION_FAILED;
         }
     }
-    if (k > 0)
-        send_dsn(m, DSN_ACTION_FAILED, idx, act, k);
+    if (k > 0 && send_dsn(m, DSN_ACTION_FAILED, idx, act, k) < 0) {
+        /* Recording the failure now would lose the bounce (RFC 5321 6.1: the sender MUST
+         * be told): keep the recipients pending, so a later pass fails them again and
+         * queues the bounce once the spool has room. */
+        for (size_t j = 0; j < k; j++) {
+            struct envelope_rcpt *r = &env->rcpts[idx[j]];
+            r->status = RCPT_PENDING;
+            r->next_try = m->now + retry_delay(cfg, r->attempts);
+        }
+    }
     k = 0;
     for (size_t i = 0; i < n && can_notify; i++) {
         const struct rnote *note = &m->notes[i];
@@ -529,8 +542,8 @@ static void finish_message(struct qmsg *m)
                 if (!m->notes[idx[j]].esc[0])
                     esc_of(env->rcpts[idx[j]].last_reply ? env->rcpts[idx[j]].last_reply : "",
                            m->notes[idx[j]].esc, sizeof m->notes[idx[j]].esc, "4.0.0");
-            send_dsn(m, DSN_ACTION_DELAYED, idx, act, k);
-            notify_mark_delay(cfg->spool_dir, env->qid);
+            if (send_dsn(m, DSN_ACTION_DELAYED, idx, act, k) == 0)
+                notify_mark_delay(cfg->spool_dir, env->qid);
         } else if (k > 0) {
             warn_pending = true;
         }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -635,4 +636,13 @@ int queue_move(const char *spool_dir, const char *qid, enum queue_area from, enu
     if (fsync_dir(dstdir) < 0 || fsync_dir(srcdir) < 0)
         return -1;
     return 0;
+}
+
+long long queue_free_space(const char *spool_dir)
+{
+    struct statvfs sv;
+    if (statvfs(spool_dir, &sv) < 0)
+        return -1;
+    unsigned long long bytes = (unsigned long long)sv.f_bavail * sv.f_frsize;
+    return bytes > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)bytes;
 }

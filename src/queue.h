@@ -42,6 +42,9 @@ void queue_writer_abort(struct queue_writer *w);
 
 /* Where a committed queue file lives: queue/ (the queue manager delivers it) or hold/. */
 enum queue_area { QUEUE_ACTIVE, QUEUE_HOLD };
+/* Octets an unprivileged process may still write on the spool's file system (statvfs
+ * f_bavail), or -1 with errno if it cannot be asked. */
+long long queue_free_space(const char *spool_dir);
 
 /* For the queue manager: */
 /* List committed queue IDs; calls fn for each. Returns the count or -1. */

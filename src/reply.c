@@ -85,6 +85,9 @@ static const struct reply_def replies[RP__COUNT] = {
     [RP_USER_MOVED] = {551, "5.1.6", "User has moved"},
     [RP_ALIAS_LOOP] = {550, "5.4.6", "Alias expansion loop"},
     [RP_ALIAS_REFUSED] = {550, "5.7.1", "Alias target refused by local policy"},
+    [RP_RESOURCES] = {421, "4.3.2", "Temporary local resource shortage, closing connection; try again later"},
+    [RP_HEADER_TOO_BIG] = {552, "5.3.4", "Message header section exceeds fixed limit"},
+    [RP_TOO_MANY_HEADERS] = {554, "5.6.0", "Too many header fields in message"},
 };
 
 int reply_code(enum reply_id id)

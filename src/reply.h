@@ -79,6 +79,9 @@ enum reply_id {
     RP_USER_MOVED,        /* 551 5.1.6 (RFC 5321 3.4, relocated map) */
     RP_ALIAS_LOOP,        /* 550 5.4.6 */
     RP_ALIAS_REFUSED,     /* 550 5.7.1 */
+    RP_RESOURCES,         /* 421 4.3.2 */
+    RP_HEADER_TOO_BIG,    /* 552 5.3.4 */
+    RP_TOO_MANY_HEADERS,  /* 554 5.6.0 */
     RP__COUNT
 };
 

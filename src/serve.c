@@ -35,6 +35,7 @@
 #include "aliases_load.h"
 #include "config.h"
 #include "log.h"
+#include "peertab.h"
 #include "privsep.h"
 #include "qmgr.h"
 #include "queue.h"
@@ -70,6 +71,7 @@ struct generation {
     int spool_fd;               /* the spool directory, locked (-1 until prepare_dirs) */
     struct listener_fd *fds;    /* one per cfg.listen[], pointing into it */
     size_t nfds;
+    struct peertab *peers;      /* connections per client address, shared by the workers */
     struct child *children;     /* the workers, then the queue manager */
     size_t nchildren;
     bool retiring;
@@ -493,6 +495,7 @@ static void gen_free(struct generation *g)
     config_free(&g->cfg);
     tls_server_free(g->tls);
     users_free(&g->users);
+    peertab_free(g->peers);
     free(g->fds);
     free(g->children);
     free(g);
@@ -527,6 +530,11 @@ static struct generation *gen_new(char *err, size_t errlen)
     if (n <= 0)
         n = 1;
     g->nchildren = (size_t)n + 1;
+    g->peers = peertab_new((size_t)n);
+    if (!g->peers) {
+        snprintf(err, errlen, "cannot create the table of client addresses: %s", strerror(errno));
+        goto fail;
+    }
     g->children = xcalloc(g->nchildren, sizeof *g->children);
     for (size_t i = 0; i < g->nchildren; i++) {
         g->children[i].kind = i + 1 < g->nchildren ? CHILD_WORKER : CHILD_QMGR;
@@ -601,15 +609,31 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The queue manager needs neither the TLS keys nor the password hashes: let them go. */
+    if (c->kind == CHILD_QMGR) {
+        tls_server_free(g->tls);
+        g->tls = NULL;
+        users_free(&g->users);
+        g->have_users = false;
+        peertab_free(g->peers);
+        g->peers = NULL;
+    }
+    /* Named for ps/top and for tests (/proc/PID/comm). */
+    (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
     if (privsep_drop(&g->user) < 0)
         exit(1);
+    /* Not dumpable: no core file with the keys, and no other process of the unprivileged
+     * user (another worker taken over by an attacker) may ptrace us to read them. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        log_warn("cannot clear the dumpable flag: %s", strerror(errno));
     /* After the drop: changing credentials clears the parent-death signal. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0)
         log_warn("cannot set the parent-death signal: %s", strerror(errno));
     if (getppid() != sv.pid)
         exit(0); /* the supervisor died before prctl: nobody would stop us */
     int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls,
-                                                       g->have_users ? &g->users : NULL)
+                                                       g->have_users ? &g->users : NULL,
+                                                       g->peers, (size_t)(c->num - 1))
                                      : qmgr_run(&g->cfg);
     exit(rc);
 }
@@ -722,6 +746,8 @@ static void on_child_exit(pid_t pid, int status, int64_t now)
         return;
     }
     c->pid = 0;
+    if (c->kind == CHILD_WORKER) /* its connections died with it */
+        peertab_forget_worker(g->peers, (size_t)(c->num - 1));
     char name[32], how[96];
     child_name(c, name, sizeof name);
     describe_status(status, how, sizeof how);

@@ -10,12 +10,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -31,6 +33,7 @@
 #include "dovecot_proto.h"
 #include "log.h"
 #include "odmr_chan.h"
+#include "peertab.h"
 #include "reply.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -50,6 +53,10 @@ struct worker {
     const struct users *users;    /* SMTP AUTH table, NULL without users_file */
     struct authlock authlock;     /* failed AUTH attempts per client address */
     struct dovecot_auth *dovecot; /* auth_backend dovecot: the auth-client connection */
+    struct peertab *shared;       /* per-address counts shared with the other workers, or NULL */
+    size_t index;                 /* our column in shared */
+    int reserve_fd;               /* a spare descriptor, given up to answer 421 at EMFILE */
+    struct event *ev_resume;      /* re-enables accepting after a shortage pause */
     struct event_base *base;
     struct tls_server *tls;
     const struct listener_fd *fds;  /* fds[i] is what listeners[i] accepts on */
@@ -68,6 +75,7 @@ struct conn {
     struct bufferevent *bev;
     struct session *session;
     struct peer_count *peer;
+    size_t peer_slot;             /* in w->shared, PEERTAB_NONE when not counted there */
     bool discarding;              /* inside an over-long command line */
     bool closing;                 /* flush the output, then free */
     bool implicit_tls;            /* smtps: greet once the handshake is done */
@@ -75,6 +83,7 @@ struct conn {
     bool tls_closed;              /* close_notify sent (or not needed) */
     struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
     struct event *pause_ev;       /* paused: resumes reading and writing (failed AUTH delay) */
+    struct event *deadline_ev;    /* waiting for a command: fires after timeout_command */
     struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
@@ -142,6 +151,8 @@ static void conn_free(struct conn *c)
         event_free(c->close_ev);
     if (c->pause_ev)
         event_free(c->pause_ev);
+    if (c->deadline_ev)
+        event_free(c->deadline_ev);
     if (c->held)
         evbuffer_free(c->held);
     control_async_cancel(c->ctl);
@@ -156,6 +167,8 @@ static void conn_free(struct conn *c)
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
         peer_put(w, c->peer);
+    if (w->shared)
+        peertab_close(w->shared, w->index, c->peer_slot);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -240,11 +253,34 @@ static void session_control(void *ctx, const char *request)
         session_control_done(c->session, -1, err);
 }
 
-static void set_timeout(struct conn *c)
+static void on_deadline(evutil_socket_t fd, short what, void *arg);
+
+/* Arm the input timeout for the session's state (RFC 5321 4.5.3.2). Data blocks use the
+ * bufferevent's read timeout, which every arriving octet renews: that is the data block
+ * timeout's meaning. Waiting for a command (or a TLS handshake) uses a deadline renewed only
+ * when a whole line was taken (progress), so a command trickled one octet at a time
+ * (slowloris) still ends at timeout_command. */
+static void set_timeout(struct conn *c, bool progress)
 {
-    struct timeval rd = {.tv_sec = session_timeout_seconds(c->session)};
     struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
-    bufferevent_set_timeouts(c->bev, &rd, &wr);
+    enum session_mode mode = session_mode(c->session);
+    if (!c->handshaking && (mode == MODE_DATA || mode == MODE_CHUNK)) {
+        struct timeval rd = {.tv_sec = session_timeout_seconds(c->session)};
+        bufferevent_set_timeouts(c->bev, &rd, &wr);
+        if (c->deadline_ev)
+            event_del(c->deadline_ev);
+        return;
+    }
+    bufferevent_set_timeouts(c->bev, NULL, &wr);
+    if (!c->deadline_ev)
+        c->deadline_ev = evtimer_new(c->w->base, on_deadline, c);
+    if (!c->deadline_ev)
+        return; /* out of memory: the write timeout and the connection limits still apply */
+    if (progress || !evtimer_pending(c->deadline_ev, NULL)) {
+        struct timeval rd = {.tv_sec = c->w->cfg->timeout_command};
+        if (evtimer_add(c->deadline_ev, &rd) < 0)
+            log_err("cannot arm the command timeout client=[%s]", c->peer->addr);
+    }
 }
 
 /* Has every reply reached the socket? Under TLS (a filter over the socket's bufferevent) the
@@ -354,7 +390,7 @@ static void start_tls(struct conn *c, struct evbuffer *in)
     c->handshaking = true;
     bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
     bufferevent_setcb(tb, conn_read, conn_write, conn_event, c);
-    set_timeout(c);
+    set_timeout(c, true);
     bufferevent_enable(tb, EV_READ | EV_WRITE);
 }
 
@@ -371,6 +407,7 @@ static void tls_ready(struct conn *c)
     session_tls_started(c->session, desc);
     if (c->implicit_tls)
         session_start(c->session);
+    set_timeout(c, true); /* the handshake was progress: the first command gets a full wait */
     process_input(c, bufferevent_get_input(c->bev));
 }
 
@@ -411,6 +448,8 @@ static void relay_start(struct conn *c)
         return;
     }
     c->atrn_fd = -1;
+    if (c->deadline_ev) /* the command deadline is over: the queue manager's client times out */
+        event_del(c->deadline_ev);
     struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
     bufferevent_set_timeouts(c->bev, NULL, &wr);
     bufferevent_setcb(c->pair, pair_read, NULL, pair_event, c);
@@ -464,6 +503,7 @@ static void session_atrn(void *ctx, const char *domains)
 /* Hand complete command lines or DATA/BDAT octets to the session, as its mode asks. */
 static void process_input(struct conn *c, struct evbuffer *in)
 {
+    bool progress = false; /* a whole line or some data was taken: renew the deadline */
     for (;;) {
         enum session_mode mode = session_mode(c->session);
         if (mode == MODE_CLOSE || mode == MODE_STARTTLS || mode == MODE_WAIT ||
@@ -477,6 +517,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
             if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
                 break;
             size_t used = session_data(c->session, v.iov_base, v.iov_len);
+            progress = true;
             if (evbuffer_drain(in, used) < 0)
                 break;
             continue;
@@ -498,6 +539,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
         if (c->discarding || len + 2 > max) {
             evbuffer_drain(in, len + eol_len);
             c->discarding = false;
+            progress = true;
             session_line_too_long(c->session);
             continue;
         }
@@ -505,6 +547,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
         if (!line)
             break;
         session_line(c->session, (const char *)line, len);
+        progress = true;
         if (evbuffer_drain(in, len + eol_len) < 0)
             break;
     }
@@ -516,7 +559,23 @@ static void process_input(struct conn *c, struct evbuffer *in)
     else if (mode == MODE_WAIT)
         bufferevent_disable(c->bev, EV_READ); /* until the answer comes: resume_input */
     else
-        set_timeout(c);
+        set_timeout(c, progress);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (c->closing)
+        return;
+    if (c->handshaking) {
+        log_info("TLS handshake failed client=[%s]: timeout", c->peer->addr);
+        session_abort(c->session);
+        conn_free(c);
+        return;
+    }
+    session_timeout(c->session);
+    conn_close(c);
 }
 
 /* ---- AUTH relayed to Dovecot (session_sasl) --------------------------------------------- */
@@ -665,10 +724,10 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Refuse a connection we cannot serve: a best-effort 421 on the raw socket, then close. */
-static void refuse(int fd, const char *why, const char *addr)
+static void refuse(int fd, enum reply_id id, const char *why, const char *addr)
 {
     char buf[SMTP_REPLY_MAX];
-    size_t n = reply_format(buf, sizeof buf, RP_TOO_MANY_CONN, false, why);
+    size_t n = reply_format(buf, sizeof buf, id, false, why);
     if (n > 0 && send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("cannot send 421 to [%s]: %s", addr, strerror(errno));
     close(fd);
@@ -721,19 +780,39 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
     if (w->nconns >= w->cfg->max_connections) {
         log_warn("refused client=[%s] reason=max_connections (%zu)", addr, w->nconns);
-        refuse(fd, "Too many connections, try again later", addr);
+        refuse(fd, RP_TOO_MANY_CONN, "Too many connections, try again later", addr);
         return;
     }
     struct peer_count *pc = peer_get(w, addr);
     if (!pc) {
-        refuse(fd, "Local resource shortage, try again later", addr);
+        refuse(fd, RP_RESOURCES, NULL, addr);
         return;
     }
-    if (pc->count >= w->cfg->max_connections_per_ip) {
+    size_t slot = PEERTAB_NONE;
+    if (w->shared) {
+        unsigned open = 0;
+        enum peer_verdict v = peertab_open(w->shared, w->index, addr, time(NULL),
+                                           w->cfg->max_connections_per_ip,
+                                           w->cfg->max_connection_rate, &slot, &open);
+        if (v != PEER_OK) {
+            bool many = v == PEER_TOO_MANY;
+            log_warn("refused client=[%s] reason=%s (%u open)", addr,
+                     many ? "max_connections_per_ip" : "max_connection_rate", open);
+            if (pc->count == 0)
+                peer_put(w, pc);
+            refuse(fd, RP_TOO_MANY_CONN,
+                   many ? "Too many connections from your address, try again later"
+                        : "Too many connections from your address in the last minute, try "
+                          "again later",
+                   addr);
+            return;
+        }
+    } else if (pc->count >= w->cfg->max_connections_per_ip) {
         log_warn("refused client=[%s] reason=max_connections_per_ip (%u)", addr, pc->count);
         if (pc->count == 0)
             peer_put(w, pc);
-        refuse(fd, "Too many connections from your address, try again later", addr);
+        refuse(fd, RP_TOO_MANY_CONN, "Too many connections from your address, try again later",
+               addr);
         return;
     }
     int one = 1;
@@ -765,17 +844,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     if (!s) {
         log_err("out of memory accepting client=[%s]", addr);
-        if (bev)
+        if (bev) {
+            /* Frees the socket too: answer on it first (the bufferevent never wrote). */
+            char buf[SMTP_REPLY_MAX];
+            size_t n = reply_format(buf, sizeof buf, RP_RESOURCES, false, NULL);
+            if (n > 0 && send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                log_debug("cannot send 421 to [%s]: %s", addr, strerror(errno));
             bufferevent_free(bev);
-        else
-            close(fd);
+        } else {
+            refuse(fd, RP_RESOURCES, NULL, addr);
+        }
         free(c);
         if (pc->count == 0)
             peer_put(w, pc);
+        if (w->shared)
+            peertab_close(w->shared, w->index, slot);
         return;
     }
     pc->count++;
     c->atrn_fd = -1;
+    c->peer_slot = slot;
     c->w = w;
     sock_ports(fd, sa, c);
     c->bev = bev;
@@ -792,16 +880,56 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->handshaking = implicit;
     if (!implicit)
         session_start(s);
-    set_timeout(c);
+    set_timeout(c, true);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+/* The spare descriptor: held while all is well, so that at EMFILE one slot can be freed to
+ * accept a waiting client just long enough to tell it 421. */
+static void reserve_fd_open(struct worker *w)
+{
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    if (w->stopping)
+        return;
+    reserve_fd_open(w);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_enable(w->listeners[i]);
+}
+
+/* Accepting failed. Out of descriptors or memory, the listening socket stays readable while
+ * clients wait, so simply going on would spin the loop at 100% CPU: answer the waiting
+ * clients 421 (with the spare descriptor), then stop accepting for a second. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)arg;
+    struct worker *w = arg;
     int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE/ENOBUFS: keep the listener; the kernel queue holds clients meanwhile. */
-    log_err("accept failed on fd %d: %s", (int)evconnlistener_get_fd(l), strerror(e));
+    int lfd = (int)evconnlistener_get_fd(l);
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+        log_err("accept failed on fd %d: %s", lfd, strerror(e));
+        return;
+    }
+    unsigned shed = 0;
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        w->reserve_fd = -1;
+        for (int fd; shed < 64 && (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0; shed++)
+            refuse(fd, RP_RESOURCES, NULL, "?");
+        reserve_fd_open(w);
+    }
+    log_err("accept failed on fd %d: %s (%zu connections open); answered %u waiting "
+            "clients 421, not accepting for 1 s", lfd, strerror(e), w->nconns, shed);
+    struct timeval tv = {.tv_sec = 1};
+    for (size_t i = 0; i < w->nlisteners; i++)
+        evconnlistener_disable(w->listeners[i]);
+    if (!w->ev_resume || evtimer_add(w->ev_resume, &tv) < 0)
+        on_resume(-1, 0, w); /* no timer: better spin than stop serving for good */
 }
 
 /* ---- shutdown --------------------------------------------------------------------------- */
@@ -844,10 +972,13 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 }
 
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
-                    struct tls_server *tls, const struct users *users)
+                    struct tls_server *tls, const struct users *users, struct peertab *peers,
+                    size_t index)
 {
-    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users};
+    struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users, .reserve_fd = -1,
+                       .shared = peers, .index = index};
     authlock_init(&w.authlock, (unsigned)cfg->auth_max_failures, cfg->auth_lockout);
+    reserve_fd_open(&w);
     int status = 1;
     signal(SIGPIPE, SIG_IGN);
     w.base = event_base_new();
@@ -877,6 +1008,7 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
         w.dovecot = dovecot_auth_new(w.base, cfg->dovecot_auth_socket, cfg->dovecot_auth_timeout);
         dovecot_auth_mechs(w.dovecot); /* connect now: EHLO then lists what it offers */
     }
+    w.ev_resume = evtimer_new(w.base, on_resume, &w);
     w.ev_term = evsignal_new(w.base, SIGTERM, on_stop, &w);
     w.ev_int = evsignal_new(w.base, SIGINT, on_stop, &w);
     if (!w.ev_term || !w.ev_int || evsignal_add(w.ev_term, NULL) < 0 ||
@@ -896,6 +1028,10 @@ out:
     free(w.listeners);
     authlock_free(&w.authlock);
     dovecot_auth_free(w.dovecot);
+    if (w.reserve_fd >= 0)
+        close(w.reserve_fd);
+    if (w.ev_resume)
+        event_free(w.ev_resume);
     if (w.ev_term)
         event_free(w.ev_term);
     if (w.ev_int)

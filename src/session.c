@@ -27,6 +27,7 @@
 #include "data_reader.h"
 #include "dovecot_proto.h"
 #include "envelope.h"
+#include "hdrscan.h"
 #include "log.h"
 #include "odmr.h"
 #include "queue.h"
@@ -92,6 +93,8 @@ struct session {
     unsigned long long msg_size;    /* content octets received */
     bool too_big;
     int write_errno;                /* first queue write error, 0 if none */
+    struct hdrscan hdr;             /* the header section, for max_header_size/count */
+    enum reply_id hdr_error;        /* RP_OK, or the reply for a header over the limits */
 
     /* SMTP AUTH (RFC 4954) */
     const struct users *users;      /* NULL: AUTH not offered */
@@ -161,6 +164,13 @@ static void error_reply(struct session *s, enum reply_id id, const char *text)
 
 /* ---- transaction state ------------------------------------------------------------------ */
 
+/* The reply for a failed spool write: a full disk (or no memory for the buffers) is the
+ * temporary "insufficient system storage" of RFC 5321 4.2.2 and RFC 3463 X.3.1. */
+static enum reply_id storage_reply(int e)
+{
+    return (e == ENOSPC || e == EDQUOT || e == ENOMEM) ? RP_NO_STORAGE : RP_LOCAL_ERROR;
+}
+
 static void transaction_reset(struct session *s)
 {
     if (s->qw) {
@@ -173,6 +183,8 @@ static void transaction_reset(struct session *s)
     s->msg_size = 0;
     s->too_big = false;
     s->write_errno = 0;
+    hdrscan_init(&s->hdr);
+    s->hdr_error = RP_OK;
     if (s->state != ST_CONNECTED && s->state != ST_CLOSED)
         s->state = ST_READY;
 }
@@ -193,7 +205,7 @@ static enum reply_id message_open(struct session *s)
     if (!s->qw) {
         log_err("cannot create queue file in %s: %s client=[%s]", s->cfg->spool_dir,
                 strerror(errno), s->peer);
-        return (errno == ENOSPC || errno == EDQUOT) ? RP_NO_STORAGE : RP_LOCAL_ERROR;
+        return storage_reply(errno);
     }
     char hdr[2048];
     struct received_info ri = {
@@ -214,7 +226,7 @@ static enum reply_id message_open(struct session *s)
         log_err("cannot write queue file qid=%s: %s", s->env.qid, strerror(e));
         queue_writer_abort(s->qw);
         s->qw = NULL;
-        return (e == ENOSPC || e == EDQUOT) ? RP_NO_STORAGE : RP_LOCAL_ERROR;
+        return storage_reply(e);
     }
     s->state = ST_DATA;
     return RP_OK;
@@ -230,6 +242,17 @@ static void message_write(struct session *s, const char *buf, size_t len)
         queue_writer_abort(s->qw);
         s->qw = NULL;
     }
+    if (!s->hdr.done && s->hdr_error == RP_OK) {
+        hdrscan_feed(&s->hdr, buf, len);
+        if (s->hdr.size > s->cfg->max_header_size)
+            s->hdr_error = RP_HEADER_TOO_BIG;
+        else if (s->hdr.fields > s->cfg->max_header_count)
+            s->hdr_error = RP_TOO_MANY_HEADERS;
+        if (s->hdr_error != RP_OK && s->qw) { /* as for too_big: answer at the end */
+            queue_writer_abort(s->qw);
+            s->qw = NULL;
+        }
+    }
     if (!s->qw || s->write_errno || len == 0)
         return;
     if (queue_writer_write(s->qw, buf, len) < 0)
@@ -243,6 +266,12 @@ static void message_finish(struct session *s, unsigned flags)
     const char *why = NULL;
     if (s->too_big) {
         refuse = RP_SIZE_EXCEEDED;
+    } else if (s->hdr_error == RP_HEADER_TOO_BIG) {
+        refuse = RP_HEADER_TOO_BIG;
+        why = "Message header section exceeds the limit (max_header_size)";
+    } else if (s->hdr_error == RP_TOO_MANY_HEADERS) {
+        refuse = RP_TOO_MANY_HEADERS;
+        why = "Too many header fields in message (max_header_count)";
     } else if (flags & (DATA_BARE_LF | DATA_BARE_CR)) {
         refuse = RP_MSG_REFUSED;
         why = "Message refused: bare <CR> or <LF> in DATA; lines must end with <CR><LF> "
@@ -254,8 +283,7 @@ static void message_finish(struct session *s, unsigned flags)
         refuse = RP_MSG_REFUSED;
         why = "Message refused: line longer than 1000 octets (RFC 5321 4.5.3.1.6)";
     } else if (s->write_errno) {
-        refuse = (s->write_errno == ENOSPC || s->write_errno == EDQUOT) ? RP_NO_STORAGE
-                                                                           : RP_LOCAL_ERROR;
+        refuse = storage_reply(s->write_errno);
         log_err("queue write failed qid=%s: %s", s->env.qid, strerror(s->write_errno));
     }
     if (refuse != RP_OK) {
@@ -271,7 +299,7 @@ static void message_finish(struct session *s, unsigned flags)
     if (queue_writer_commit(qw) < 0) {
         int e = errno;
         log_err("queue commit failed qid=%s: %s", s->env.qid, strerror(e));
-        reply(s, (e == ENOSPC || e == EDQUOT) ? RP_NO_STORAGE : RP_LOCAL_ERROR);
+        reply(s, storage_reply(e));
         transaction_reset(s);
         return;
     }
@@ -548,6 +576,16 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
         !hold_check(s, mp.hold == HOLD_FOR ? (long long)time(NULL) + mp.hold_for : mp.hold_until,
                     mp.hold == HOLD_FOR ? "HOLDFOR" : "HOLDUNTIL", &hold_until))
         return;
+    /* Refuse now, not after the client sent the whole message, when the spool's disk is
+     * (nearly) full; SIZE= counts too (RFC 1870 6.1: 452 for a temporary shortage). */
+    long long avail = s->cfg->min_free_space > 0 ? queue_free_space(s->cfg->spool_dir) : -1;
+    if (avail >= 0 && (unsigned long long)avail < (unsigned long long)s->cfg->min_free_space +
+                                                      (mp.has_size ? mp.size : 0)) {
+        log_warn("refused client=[%s] from=<%s> reason=spool-full free=%lld min_free_space=%zu",
+                 s->peer, path.addr, avail, s->cfg->min_free_space);
+        reply(s, RP_NO_STORAGE);
+        return;
+    }
     if (s->authenticated && s->cfg->sender_login_match &&
         !config_sender_owned(s->cfg, s->auth_user, path.addr)) {
         log_info("reject client=[%s] user=%s from=<%s> reason=sender-login-mismatch", s->peer,
@@ -1901,6 +1939,7 @@ struct session *session_new(const struct config *cfg, const struct listen_cfg *l
     s->io = *io;
     s->state = ST_CONNECTED;
     s->chunk_error = RP_OK;
+    s->hdr_error = RP_OK;
     str_copy(s->peer, sizeof s->peer, peer_addr);
     envelope_init(&s->env);
     return s;

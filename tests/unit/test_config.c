@@ -1192,6 +1192,32 @@ static void test_command_set_keywords(void **state)
                  "t.conf:3: future_release_max: '400d' is out of range (0 to 31536000 seconds)");
 }
 
+static void test_abuse_keywords(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_int_equal(cfg.max_connection_rate, 0);
+    assert_int_equal(cfg.min_free_space, 16u << 20);
+    assert_int_equal(cfg.max_header_size, 256u << 10);
+    assert_int_equal(cfg.max_header_count, 1000);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "max_connection_rate 60\nmin_free_space 0\nmax_header_size 100k\n"
+                        "max_header_count 50\n");
+    assert_int_equal(cfg.max_connection_rate, 60);
+    assert_int_equal(cfg.min_free_space, 0);
+    assert_int_equal(cfg.max_header_size, 102400);
+    assert_int_equal(cfg.max_header_count, 50);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "min_free_space 1G\n");
+    assert_int_equal(cfg.min_free_space, 1u << 30);
+    config_free(&cfg);
+    expect_error(BASE "max_header_size 100\n",
+                 "t.conf:3: max_header_size: '100' is out of range (1024 to 1099511627776)");
+    expect_error(BASE "max_header_count 5\n",
+                 "t.conf:3: max_header_count: '5' is out of range (10 to 1000000)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1225,6 +1251,7 @@ int main(void)
         cmocka_unit_test(test_outbound_errors),
         cmocka_unit_test(test_auth_keywords),
         cmocka_unit_test(test_dovecot_keywords),
+        cmocka_unit_test(test_abuse_keywords),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
