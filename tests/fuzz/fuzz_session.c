@@ -6,8 +6,9 @@
  * queue files go to a private spool under /dev/shm (or /tmp), emptied now and then.
  *
  * Input: byte 0 picks the listener (smtp/submission/smtps, STARTTLS offered or not) and
- * whether a users table is set; byte 1 the DATA piece size (0: all at once); the rest is
- * the client's byte stream. A STARTTLS the session accepts is completed at once. */
+ * whether a users table (and a table of failed AUTH attempts) is set; byte 1 the DATA piece
+ * size (0: all at once); the rest is the client's byte stream. A STARTTLS the session
+ * accepts is completed at once, and the rest of the input follows the handshake. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <crypt.h>
 
+#include "authlock.h"
 #include "config.h"
 #include "log.h"
 #include "queue.h"
@@ -68,6 +70,15 @@ static void sink(void *ctx, const char *buf, size_t len)
             npending = 0;
         }
     }
+}
+
+/* AUTH failures ask for a delay (RFC 4954 15); the I/O layer would hold replies back. */
+static unsigned pauses;
+static void pause_cb(void *ctx, unsigned ms)
+{
+    (void)ctx;
+    REQUIRE(ms > 0 && ms <= 60000);
+    pauses++;
 }
 
 static void empty_dir(const char *sub)
@@ -143,9 +154,10 @@ static void drive(struct session *s, const char *in, size_t len, size_t piece)
         if (mode == MODE_CLOSE)
             return;
         if (mode == MODE_STARTTLS) {
-            /* server.c drops buffered input here (RFC 3207 5: the command-injection case). */
+            /* server.c drops buffered input and does the handshake; the rest of the input
+             * is taken as what the client sends over TLS afterwards. */
             session_tls_started(s, "TLSv1.3 with cipher FUZZ (256/256 bits)");
-            return;
+            continue;
         }
         if (mode == MODE_DATA || mode == MODE_CHUNK) {
             size_t n = len - pos;
@@ -189,11 +201,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     npending = 0;
     last_was_final = true;
-    struct session_io io = {.write = sink, .ctx = NULL};
+    struct session_io io = {.write = sink, .ctx = NULL, .pause = pause_cb};
     struct session *s = session_new(&cfg, &l, (flags & 16) ? "127.0.0.1" : "192.0.2.1", &io);
     REQUIRE(s);
-    if (flags & 32)
+    struct authlock lock;
+    authlock_init(&lock, 3, 600);
+    if (flags & 32) {
         session_set_users(s, &users);
+        session_set_authlock(s, &lock);
+    }
     if (l.kind == LISTEN_SMTPS)
         session_tls_started(s, "TLSv1.3 with cipher FUZZ (256/256 bits)");
     session_start(s);
@@ -208,6 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)session_chunk_remaining(s);
     (void)session_auth_user(s);
     session_free(s);
+    authlock_free(&lock);
     REQUIRE(npending == 0 && last_was_final);
     if (++runs % 256 == 0) {
         empty_dir("queue");

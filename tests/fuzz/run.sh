@@ -16,7 +16,9 @@ for bin in "$build"/fuzz_*; do
         echo "fuzz: $name FAILED, see $build/$name.log"; tail -30 "$build/$name.log"
         failed=1
     else
-        grep -E 'stat::number_of_executed_units' "$build/$name.log" || true
+        # executions, seconds, coverage (edges) and features of the last status line
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$build/$name.log" | tail -1 |
+            sed "s/^#\([0-9]*\).*cov: \([0-9]*\) ft: \([0-9]*\).*/fuzz: $name: \1 runs in ${seconds}s, cov \2, ft \3/"
     fi
 done
 exit $failed

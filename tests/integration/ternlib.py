@@ -108,7 +108,9 @@ def wait_listen(port, timeout=STARTUP_TIMEOUT):
 
 
 def poll(fn, timeout, interval=0.05):
-    """Call fn until it returns something true or timeout seconds pass; returns the last value."""
+    """Call fn until it returns something true or timeout seconds pass (times TERN_IT_SLOW);
+    returns the last value."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
@@ -441,6 +443,8 @@ class Tern:
                 v = "on" if v else "off"
             for item in (v if isinstance(v, (list, tuple)) else [v]):
                 lines.append("%s %s" % (k, item))
+        if SLOW > 1 and "shutdown_grace" not in o:  # the default 10 s, scaled like our waits
+            lines.append("shutdown_grace %d" % int(10 * SLOW))
         return "\n".join(lines) + "\n"
 
     def write_config(self):
@@ -598,7 +602,6 @@ class Tern:
     def wait_delivery(self, addr, marker, count=1, timeout=20):
         """Wait until exactly `count` messages with marker are in addr's new/; returns their
         contents. Fails with the server log if they do not arrive."""
-        timeout *= SLOW
         got = poll(lambda: len(self.find(addr, marker)) >= count and self.find(addr, marker), timeout)
         if not got:
             raise TestFailure("message %r not delivered to %s within %ss (found %d)\n%s" % (
