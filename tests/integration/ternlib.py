@@ -397,7 +397,7 @@ class Tern:
             "hostname": "mx.tern.test",
             "workers": 2,
             "max_message_size": 1000000,
-            "shutdown_grace": 2,
+            "shutdown_grace": int(2 * SLOW),  # open sessions at a reload must outlive our waits
             "retry_min": 1,
             "retry_max": 2,
             "log_level": "debug",
@@ -443,8 +443,6 @@ class Tern:
                 v = "on" if v else "off"
             for item in (v if isinstance(v, (list, tuple)) else [v]):
                 lines.append("%s %s" % (k, item))
-        if SLOW > 1 and "shutdown_grace" not in o:  # the default 10 s, scaled like our waits
-            lines.append("shutdown_grace %d" % int(10 * SLOW))
         return "\n".join(lines) + "\n"
 
     def write_config(self):
