@@ -328,27 +328,21 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
         const char *diag = r[i].diagnostic && r[i].diagnostic[0] ? r[i].diagnostic : NULL;
         char *text = clean(diag ? diag : r[i].reason, m->utf8);
         char *rmta = clean(r[i].remote_mta, false);
-        /* the text (a remote reply) is wrapped: it may be one word of thousands of octets */
-        size_t start = b->len;
+        /* One line per recipient, wrapped: the text (a remote reply) may hold one word of
+         * thousands of octets. */
+        struct sbuf line = {0};
         if (r[i].action == DSN_ACTION_RELAYED)
-            sb_fmt(b, "<%s>: relayed to %s, which does not send delivery notifications%s", addr,
-                   rmta[0] ? rmta : "the next server", text[0] ? ":" : "");
+            sb_fmt(&line, "<%s>: relayed to %s, which does not send delivery notifications%s",
+                   addr, rmta[0] ? rmta : "the next server", text[0] ? ": " : "");
         else if (r[i].action == DSN_ACTION_DELIVERED)
-            sb_fmt(b, "<%s>: delivered%s", addr, text[0] ? ":" : "");
+            sb_fmt(&line, "<%s>: delivered%s", addr, text[0] ? ": " : "");
         else if (diag && rmta[0])
-            sb_fmt(b, "<%s>: host %s said:", addr, rmta);
+            sb_fmt(&line, "<%s>: host %s said: ", addr, rmta);
         else
-            sb_fmt(b, "<%s>:", addr);
-        const char *words = text[0] || r[i].action == DSN_ACTION_RELAYED ||
-                                    r[i].action == DSN_ACTION_DELIVERED
-                                ? text
-                                : "delivery failed";
-        if (words[0]) {
-            sb_str(b, " ");
-            sb_words(b, b->len - start, words, "    ");
-        } else {
-            sb_str(b, "\r\n");
-        }
+            sb_fmt(&line, "<%s>: %s", addr, text[0] ? "" : "delivery failed");
+        sb_str(&line, text);
+        sb_words(b, 0, line.p, "    ");
+        free(line.p);
         free(addr);
         free(text);
         free(rmta);
