@@ -2,9 +2,11 @@
 #   make            build build/tern (gcc)
 #   make run        install missing packages, build, start tern on etc/tern.conf (loopback)
 #   make test       install test packages, build with gcc and with clang+ASan+UBSan, run every test
+#                   (unit, integration, and each fuzz target briefly on its seed corpus)
 #   make unit       cmocka unit tests only (sanitizer build)
 #   make bench      benchmarks against peers (see docs/performance.md)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make check-valgrind  unit and integration tests under valgrind memcheck (gcc build)
 #   make check-tls  testssl.sh scan of the STARTTLS and implicit-TLS ports (about 5 min per key type)
 #   make install    install binary and default configuration under PREFIX
 CC        ?= cc
@@ -33,7 +35,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%) $(BUILD)/tests/dns_che
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration deps test-deps bench fuzz check-tls install clean
+.PHONY: all run test unit integration deps test-deps bench fuzz check-tls check-valgrind install clean
 all: $(BUILD)/tern
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
@@ -79,6 +81,7 @@ run: deps
 test: test-deps
 	$(MAKE) all
 	$(MAKE) BUILD=build/san CC=clang SAN=1 build/san/tern $(UNIT_BINS:$(BUILD)/%=build/san/%)
+	$(MAKE) BUILD=build/fuzz CC=clang SAN=1 FUZZ=1 $(FUZZ_BINS)
 	sh tests/run-all.sh build/san
 
 unit: test-deps
@@ -96,6 +99,14 @@ fuzz: test-deps
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libtern.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libtern.a $(LDLIBS)
+
+# The whole suite under valgrind memcheck, on a gcc build without sanitizers (build/vg): unit
+# tests, and every tern the integration tests start, workers included (TERN_WRAPPER). Any
+# memcheck error or definite leak fails. Slow: see docs/testing.md.
+check-valgrind:
+	sh scripts/install-deps.sh valgrind
+	$(MAKE) BUILD=build/vg CC=gcc build/vg/tern $(UNIT_BINS:$(BUILD)/%=build/vg/%)
+	TERN_VALGRIND=1 sh tests/run-all.sh build/vg
 
 # testssl.sh against a sanitizer build: no finding of severity HIGH or CRITICAL allowed.
 # CHECK_TLS_KEYS="ec rsa" scans with each key type (docs/tls.md).

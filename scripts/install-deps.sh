@@ -1,11 +1,13 @@
 #!/bin/sh
-# install-deps.sh [build|test|bench] - install the Debian 12 packages tern needs, if missing.
+# install-deps.sh [build|test|bench|check-tls|valgrind] - install the Debian 12 packages tern
+# needs, if missing.
 #
 #   build  compiler and libraries: what `make` and `make run` need (the default)
 #   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
 #          programs the integration tests talk to, network namespaces
 #   bench  build + the peers the benchmarks compare against (`make bench`)
 #   check-tls  test + testssl.sh, the TLS scanner `make check-tls` runs
+#   valgrind   test + valgrind, for `make check-valgrind`
 #
 # Installs only what `dpkg -s` does not report as installed, runs `apt-get update` only when
 # something must be installed, and needs nothing but Debian's archive. As root it also
@@ -21,7 +23,9 @@ case $what in
                 python3-aiosmtpd dovecot-imapd nsd iproute2 util-linux procps" ;;
     bench) pkgs="$build_pkgs postfix" ;;
     check-tls) pkgs="$build_pkgs clang libclang-rt-14-dev iproute2 util-linux procps testssl.sh" ;;
-    *) echo "usage: sh scripts/install-deps.sh [build|test|bench|check-tls]" >&2; exit 2 ;;
+    valgrind) pkgs="$build_pkgs valgrind libcmocka-dev swaks curl python3 python3-aiosmtpd
+                    dovecot-imapd nsd iproute2 util-linux procps" ;;
+    *) echo "usage: sh scripts/install-deps.sh [build|test|bench|check-tls|valgrind]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -20,6 +20,7 @@
 #include "util.h"
 
 #define FOLD_AT 78
+#define LINE_MAX_OCTETS 998 /* RFC 5322 2.1.1, without the CRLF */
 
 struct sbuf {
     char *p;
@@ -94,26 +95,37 @@ static char *clean(const char *s, bool utf8)
     return out;
 }
 
-/* "Name: value" folded at spaces to lines of at most FOLD_AT where possible (RFC 5322 2.2.3);
- * a word longer than a line is left whole (the hard limit is 998). value must be clean. */
-static void sb_field(struct sbuf *b, const char *name, const char *value)
+/* Append the words of value (clean: see above) at column col, breaking lines at spaces so
+ * that they stay within FOLD_AT columns where possible; a word too long for a whole line is
+ * cut, since no line may exceed 998 octets (RFC 5322 2.1.1; a remote server's reply can hold
+ * a word of thousands). Continuation lines start with indent (" " folds a header field,
+ * RFC 5322 2.2.3). Ends the line with CRLF. */
+static void sb_words(struct sbuf *b, size_t col, const char *value, const char *indent)
 {
-    size_t col = strlen(name) + 2;
-    sb_str(b, name);
-    sb_str(b, ": ");
     const char *p = value;
     bool first = true;
+    size_t il = strlen(indent);
     while (*p) {
         const char *sp = strchr(p, ' ');
         size_t wl = sp ? (size_t)(sp - p) : strlen(p);
         if (!first) {
             if (col + 1 + wl > FOLD_AT) {
-                sb_str(b, "\r\n ");
-                col = 1;
+                sb_str(b, "\r\n");
+                sb_str(b, indent);
+                col = il;
             } else {
                 sb_str(b, " ");
                 col++;
             }
+        }
+        while (col + wl > LINE_MAX_OCTETS) {
+            size_t part = col < LINE_MAX_OCTETS ? LINE_MAX_OCTETS - col : 0;
+            sb_add(b, p, part);
+            sb_str(b, "\r\n");
+            sb_str(b, indent);
+            col = il;
+            p += part;
+            wl -= part;
         }
         sb_add(b, p, wl);
         col += wl;
@@ -123,6 +135,14 @@ static void sb_field(struct sbuf *b, const char *name, const char *value)
             p++;
     }
     sb_str(b, "\r\n");
+}
+
+/* "Name: value" folded (value must be clean). */
+static void sb_field(struct sbuf *b, const char *name, const char *value)
+{
+    sb_str(b, name);
+    sb_str(b, ": ");
+    sb_words(b, strlen(name) + 2, value, " ");
 }
 
 static void sb_field_clean(struct sbuf *b, const char *name, const char *raw, bool utf8)
@@ -308,15 +328,21 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
         const char *diag = r[i].diagnostic && r[i].diagnostic[0] ? r[i].diagnostic : NULL;
         char *text = clean(diag ? diag : r[i].reason, m->utf8);
         char *rmta = clean(r[i].remote_mta, false);
+        /* One line per recipient, wrapped: the text (a remote reply) may hold one word of
+         * thousands of octets. */
+        struct sbuf line = {0};
         if (r[i].action == DSN_ACTION_RELAYED)
-            sb_fmt(b, "<%s>: relayed to %s, which does not send delivery notifications%s%s\r\n",
-                   addr, rmta[0] ? rmta : "the next server", text[0] ? ": " : "", text);
+            sb_fmt(&line, "<%s>: relayed to %s, which does not send delivery notifications%s",
+                   addr, rmta[0] ? rmta : "the next server", text[0] ? ": " : "");
         else if (r[i].action == DSN_ACTION_DELIVERED)
-            sb_fmt(b, "<%s>: delivered%s%s\r\n", addr, text[0] ? ": " : "", text);
+            sb_fmt(&line, "<%s>: delivered%s", addr, text[0] ? ": " : "");
         else if (diag && rmta[0])
-            sb_fmt(b, "<%s>: host %s said: %s\r\n", addr, rmta, text);
+            sb_fmt(&line, "<%s>: host %s said: ", addr, rmta);
         else
-            sb_fmt(b, "<%s>: %s\r\n", addr, text[0] ? text : "delivery failed");
+            sb_fmt(&line, "<%s>: %s", addr, text[0] ? "" : "delivery failed");
+        sb_str(&line, text);
+        sb_words(b, 0, line.p, "    ");
+        free(line.p);
         free(addr);
         free(text);
         free(rmta);

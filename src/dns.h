@@ -139,4 +139,12 @@ bool dns_reverse_name(const char *addr, char *out, size_t cap);
 bool dns_parse_nameserver(const char *spec, int *family, unsigned char addr[16],
                           unsigned *port, char *err, size_t errlen);
 
+/* Parse one raw DNS answer (the wire format c-ares hands over) as a lookup of this kind
+ * would, and report it through cb before returning: no resolver, no network. For the fuzz
+ * target (tests/fuzz/fuzz_dns_answer.c). ptr_addr: for DNS_KIND_PTR, the address that was
+ * asked about ("192.0.2.1"); ignored otherwise (may be NULL). */
+enum dns_kind { DNS_KIND_MX, DNS_KIND_A, DNS_KIND_AAAA, DNS_KIND_TXT, DNS_KIND_PTR };
+void dns_parse_answer(enum dns_kind kind, const unsigned char *abuf, int alen, const char *ptr_addr,
+                      dns_cb cb, void *arg);
+
 #endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # run-all.sh - tern's test runner: cmocka unit tests, then the integration suites.
 #
-#   sh tests/run-all.sh BUILD [unit|integration|all]
+#   sh tests/run-all.sh BUILD [unit|integration|fuzz|all]
 #
 # unit:        every BUILD/tests/test_* (cmocka programs), each under a time limit; counts
 #              cmocka's "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" lines, and one
@@ -11,6 +11,17 @@
 #              everything started inside is killed at the end), then every
 #              tests/integration/test_*.sh (they make their own namespace). Counts the
 #              "PASS name" / "FAIL name: reason" lines they print.
+# fuzz:        every libFuzzer target in TERN_FUZZ_BUILD (default build/fuzz: `make test` builds
+#              them with clang) replays its seed corpus tests/fuzz/corpus/<target>/ (the crash
+#              regressions are in there) and runs a few thousand fixed-seed mutations, at most
+#              TERN_FUZZ_SECONDS (default 8) each; one PASS or FAIL per target. Skipped with a
+#              note when no target is built.
+# TERN_VALGRIND=1 (`make check-valgrind`, with a gcc build without sanitizers): every unit
+#              test program runs under valgrind memcheck, and every tern (and C helper) the
+#              integration tests start runs under it too (TERN_WRAPPER, children followed);
+#              each process with a memcheck error or a definite leak is one FAIL
+#              "valgrind/...". Time limits are multiplied by TERN_IT_SLOW (default 10).
+#              "all" is then unit + integration (fuzzing needs the sanitizer build).
 # Prints the names of failed tests, then one final line "N passed, N failed"; exits 1 if any
 # test failed or none ran. Environment: TERN_TESTKIT (default REPO/../shared/testkit),
 # TERN_PYTHON (default /usr/bin/python3: Debian's, which has python3-aiosmtpd),
@@ -18,13 +29,13 @@
 # See docs/testing.md.
 set -u
 
-usage() { echo "usage: sh tests/run-all.sh BUILD [unit|integration|all]" >&2; exit 2; }
+usage() { echo "usage: sh tests/run-all.sh BUILD [unit|integration|fuzz|all]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=$1
 mode=${2:-all}
 case $build in /*) ;; *) build=$(pwd)/$build ;; esac
-case $mode in unit|integration|all) ;; *) usage ;; esac
+case $mode in unit|integration|fuzz|all) ;; *) usage ;; esac
 testkit=${TERN_TESTKIT:-$repo/../shared/testkit}
 py=${TERN_PYTHON:-/usr/bin/python3}
 [ -x "$py" ] || py=python3
@@ -33,6 +44,29 @@ export TERN_TESTKIT="$testkit" TESTKIT="${TESTKIT:-$testkit}"
 
 work=$(mktemp -d /tmp/tern-run-all.XXXXXX) || exit 1
 trap 'rm -rf "$work"' EXIT
+
+# Under valgrind: one memcheck command line for everything, a log file per process.
+vg=${TERN_VALGRIND:-0}
+slow=1
+unit_wrap=""
+if [ "$vg" = 1 ]; then
+    command -v valgrind >/dev/null || { echo "run-all: valgrind is not installed" >&2; exit 1; }
+    slow=${TERN_IT_SLOW:-10}
+    mkdir -p "$work/valgrind" && chmod 1777 "$work/valgrind" && chmod 755 "$work"
+    vgopts="--error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+    vgopts="$vgopts --show-leak-kinds=definite --trace-children=yes --child-silent-after-fork=no"
+    vgopts="$vgopts --num-callers=30"
+    export TERN_IT_SLOW="$slow"
+    unit_timeout=$((unit_timeout * slow))
+fi
+
+# vg_tag TAG: processes started from now on log to valgrind/TAG.PID.log (each test script has
+# its own PID namespace, so PIDs alone would collide).
+vg_tag() {
+    [ "$vg" = 1 ] || return 0
+    unit_wrap="valgrind $vgopts --log-file=$work/valgrind/$1.%p.log"
+    export TERN_WRAPPER="$unit_wrap"
+}
 : >"$work/failed"
 passed=0
 failed=0
@@ -49,7 +83,9 @@ run_unit() {
         found=1
         name=$(basename "$t")
         echo "== unit: $name"
-        timeout "$unit_timeout" "$t" >"$work/out" 2>"$work/err" </dev/null
+        vg_tag "$name"
+        # shellcheck disable=SC2086  # $unit_wrap is a command prefix or nothing
+        timeout "$unit_timeout" $unit_wrap "$t" >"$work/out" 2>"$work/err" </dev/null
         rc=$?
         cat "$work/out" "$work/err"
         # cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s), listed below:"
@@ -97,6 +133,7 @@ run_integration() {
         fail_name "integration: $build/tern is not built"
     else
         echo "== integration: tests/integration/run.py"
+        vg_tag run.py
         if [ "$(id -u)" = 0 ] && [ -x "$testkit/netns-run" ]; then
             ns="$testkit/netns-run --"
         else
@@ -105,7 +142,7 @@ run_integration() {
             ns=""
         fi
         # shellcheck disable=SC2086  # $ns is a command prefix or nothing
-        { timeout 900 $ns "$py" -u "$repo/tests/integration/run.py" "$build" 2>&1
+        { timeout $((900 * slow)) $ns "$py" -u "$repo/tests/integration/run.py" "$build" 2>&1
           echo $? >"$work/rc"; } | tee "$work/it"
         count "$work/it"
         rc=$(cat "$work/rc")
@@ -117,7 +154,8 @@ run_integration() {
     for s in "$repo"/tests/integration/test_*.sh; do
         [ -f "$s" ] || continue
         echo "== integration: ${s#"$repo"/}"
-        { timeout 300 bash "$s" "$build" 2>&1; echo $? >"$work/rc"; } | tee "$work/sh"
+        vg_tag "$(basename "$s" .sh)"
+        { timeout $((300 * slow)) bash "$s" "$build" 2>&1; echo $? >"$work/rc"; } | tee "$work/sh"
         count "$work/sh"
         rc=$(cat "$work/rc")
         if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$work/sh"; then
@@ -127,11 +165,75 @@ run_integration() {
     done
 }
 
+# ---- fuzz targets -------------------------------------------------------------------------
+
+run_fuzz() {
+    fuzz_build=${TERN_FUZZ_BUILD:-$repo/build/fuzz}
+    fuzz_seconds=${TERN_FUZZ_SECONDS:-8}
+    found=0
+    for bin in "$fuzz_build"/fuzz_*; do
+        if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then continue; fi
+        found=1
+        name=$(basename "$bin")
+        seeds=$repo/tests/fuzz/corpus/$name
+        scratch=$work/corpus-$name
+        mkdir -p "$scratch"
+        echo "== fuzz: $name"
+        if [ ! -d "$seeds" ]; then
+            echo "FAIL fuzz/$name: no seed corpus in tests/fuzz/corpus/$name"
+            add 0 1
+            fail_name "fuzz/$name: no seed corpus"
+            continue
+        fi
+        # New inputs go to the scratch directory (listed first), never into the seeds.
+        timeout $((fuzz_seconds + 60)) "$bin" -seed=1 -runs=4000 -max_total_time="$fuzz_seconds" \
+            -print_final_stats=1 -artifact_prefix="$work/$name-" "$scratch" "$seeds" \
+            >"$work/fuzz.log" 2>&1 </dev/null
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            echo "PASS fuzz/$name ($(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log") runs)"
+            add 1 0
+        else
+            tail -40 "$work/fuzz.log"
+            echo "FAIL fuzz/$name: exited with status $rc (crash, sanitizer report or timeout)"
+            add 0 1
+            fail_name "fuzz/$name: exited with status $rc"
+        fi
+    done
+    [ "$found" = 1 ] || echo "run-all: no fuzz targets in $fuzz_build (make test builds them)" >&2
+}
+
+# ---- valgrind logs -------------------------------------------------------------------------
+
+# One PASS line for a clean run, one FAIL per process whose log shows a memcheck error or a
+# definite leak (the summary counts both, --errors-for-leak-kinds=definite).
+check_valgrind() {
+    bad=0 n=0
+    for l in "$work"/valgrind/*.log; do
+        [ -f "$l" ] || continue
+        n=$((n + 1))
+        grep -q 'ERROR SUMMARY: [1-9]' "$l" || continue
+        bad=$((bad + 1))
+        cmd=$(sed -n 's/^==[0-9]*== Command: //p' "$l" | head -1 | cut -c1-120)
+        echo "---- valgrind: $l"
+        grep -v '^==[0-9]*== *$' "$l" | head -80
+        echo "FAIL valgrind/$(basename "$l" .log): memcheck errors in: $cmd"
+        add 0 1
+        fail_name "valgrind/$(basename "$l" .log): $cmd"
+    done
+    if [ "$bad" = 0 ]; then
+        echo "PASS valgrind: $n processes, no memcheck error or definite leak"
+        add 1 0
+    fi
+}
+
 case $mode in
     unit) run_unit ;;
     integration) run_integration ;;
-    all) run_unit; run_integration ;;
+    fuzz) run_fuzz ;;
+    all) run_unit; run_integration; [ "$vg" = 1 ] || run_fuzz ;;
 esac
+[ "$vg" = 1 ] && [ "$mode" != fuzz ] && check_valgrind
 
 echo
 if [ -s "$work/failed" ]; then

@@ -20,7 +20,9 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FILE_TIMEOUT = int(os.environ.get("TERN_IT_FILE_TIMEOUT", "300"))
+# Under TERN_WRAPPER (valgrind) everything is slower: TERN_IT_SLOW as in ternlib.py.
+SLOW = float(os.environ.get("TERN_IT_SLOW") or (10 if os.environ.get("TERN_WRAPPER") else 1))
+FILE_TIMEOUT = int(int(os.environ.get("TERN_IT_FILE_TIMEOUT", "300")) * SLOW)
 # Longest first, so the slow files do not end up alone at the end.
 ORDER = ["test_restart.py", "test_timeouts.py", "test_reload.py", "test_errors.py", "test_smtp.py",
          "test_load.py", "test_dovecot.py"]

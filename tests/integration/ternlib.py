@@ -31,6 +31,7 @@ that user exists, else nobody).
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -53,8 +54,15 @@ QID_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
                           r"SUMMARY: (Address|Undefined|Leak)")
 
-STARTUP_TIMEOUT = 20     # seconds; sanitizer builds start slowly on a busy 2-core machine
-STOP_TIMEOUT = 30
+# TERN_WRAPPER: a command prefix for every tern started here, e.g. valgrind (`make
+# check-valgrind`, docs/testing.md). Under it tern runs many times slower, so the harness's
+# own waits are scaled by TERN_IT_SLOW (default 10 with a wrapper, else 1). Timeouts that a
+# test sets in tern's configuration are not scaled.
+WRAPPER = shlex.split(os.environ.get("TERN_WRAPPER", ""))
+SLOW = float(os.environ.get("TERN_IT_SLOW") or (10 if WRAPPER else 1))
+
+STARTUP_TIMEOUT = 20 * SLOW  # seconds; sanitizer builds start slowly on a busy 2-core machine
+STOP_TIMEOUT = 30 * SLOW
 
 
 class TestFailure(Exception):
@@ -100,7 +108,9 @@ def wait_listen(port, timeout=STARTUP_TIMEOUT):
 
 
 def poll(fn, timeout, interval=0.05):
-    """Call fn until it returns something true or timeout seconds pass; returns the last value."""
+    """Call fn until it returns something true or timeout seconds pass (times TERN_IT_SLOW);
+    returns the last value."""
+    timeout *= SLOW
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
@@ -137,7 +147,7 @@ class Smtp:
     def __init__(self, port, host="127.0.0.1", timeout=15, tls=None, server_hostname=None):
         """tls: an ssl.SSLContext for implicit TLS (RFC 8314: the handshake comes first, then
         the greeting); server_hostname is the SNI name and the name verified."""
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
         self.transcript = []
         if tls is not None:
             try:
@@ -194,7 +204,7 @@ class Smtp:
     def read(self, timeout=None):
         """One (possibly multi-line) reply. Raises TestFailure on EOF or timeout."""
         if timeout is not None:
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(timeout * SLOW)
         lines = []
         try:
             while True:
@@ -215,7 +225,7 @@ class Smtp:
 
     def at_eof(self, timeout=5):
         """True if the server closes the connection (no more data) within timeout seconds."""
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout * SLOW)
         try:
             data = self.f.read1(4096) if hasattr(self.f, "read1") else self.f.read(1)
         except socket.timeout:
@@ -387,7 +397,7 @@ class Tern:
             "hostname": "mx.tern.test",
             "workers": 2,
             "max_message_size": 1000000,
-            "shutdown_grace": 2,
+            "shutdown_grace": int(2 * SLOW),  # open sessions at a reload must outlive our waits
             "retry_min": 1,
             "retry_max": 2,
             "log_level": "debug",
@@ -460,7 +470,8 @@ class Tern:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen([self.binary, "serve", "-c", self.conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(WRAPPER + [self.binary, "serve", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir)
         self.starts += 1

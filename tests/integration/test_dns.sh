@@ -20,15 +20,19 @@ testkit=${TESTKIT:-$root/../shared/testkit}
 command -v nsd >/dev/null ||
     { echo "FAIL dns: nsd is not installed (apt-get install nsd)"; exit 1; }
 
-export DNS_T_ROOT=$root DNS_T_BIN=$bin DNS_T_KIT=$testkit
 log=$(mktemp /tmp/test_dns.XXXXXX)
+wdir=$(mktemp -d /tmp/test_dns-wrap.XXXXXX)
+chmod 755 "$wdir"
+trap 'rm -rf "$log" "$wdir"' EXIT
+. "$root/tests/integration/wrap.sh"
+bin=$(tern_wrap "$bin" "$wdir")
+export DNS_T_ROOT=$root DNS_T_BIN=$bin DNS_T_KIT=$testkit
 export DNS_T_LOG=$log
-trap 'rm -f "$log"' EXIT
 
 # The server listens on 127.0.0.53:53 and /etc/resolv.conf (inside the namespace only)
 # names it, so the resolv.conf mode of dns_resolver_new() is tested too.
 # shellcheck disable=SC2016  # expanded by the inner shell
-timeout 120 "$testkit/netns-run" -r 127.0.0.53 -- bash -c '
+timeout $((120 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -- bash -c '
     z=$DNS_T_ROOT/tests/integration/dns-zones
     srv=$DNS_T_ROOT/tests/lib/dns-server
 

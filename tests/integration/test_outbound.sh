@@ -60,8 +60,11 @@ if [ ! -x "$inject" ]; then
     fi
 fi
 
-export OB_ROOT=$root OB_TERN=$build/tern OB_INJECT=$inject OB_KIT=$testkit OB_WORK=$work
-timeout 280 "$testkit/netns-run" -r 127.0.0.53 -- \
+. "$root/tests/integration/wrap.sh"
+inject=$(tern_wrap "$inject" "$work")
+export OB_ROOT=$root OB_TERN=$(tern_wrap "$build/tern" "$work") OB_INJECT=$inject OB_KIT=$testkit
+export OB_WORK=$work OB_SLOW=$(tern_slow)
+timeout $((280 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -- \
     bash "$root/tests/integration/outbound/scenario.sh"
 rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || echo "FAIL outbound-scenario: exited with status $rc"

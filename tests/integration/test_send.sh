@@ -32,8 +32,18 @@ command -v nsd >/dev/null || { echo "FAIL send-setup: nsd is not installed"; exi
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
     { echo "FAIL send-setup: python3-aiosmtpd is not installed"; exit 0; }
 
-export ST_ROOT=$root ST_BIN=$bin ST_KIT=$testkit ST_SERVE=$build/tern ST_DEMO=${ST_DEMO:-}
-timeout 240 "$testkit/netns-run" -r 127.0.0.53 -- bash "$root/tests/integration/send/cases.sh"
+. "$root/tests/integration/wrap.sh"
+serve=$build/tern
+if [ -n "${TERN_WRAPPER:-}" ]; then
+    wdir=$(mktemp -d /tmp/test_send-wrap.XXXXXX) || exit 1
+    chmod 755 "$wdir"
+    trap 'rm -rf "$wdir"' EXIT
+    bin=$(tern_wrap "$bin" "$wdir")
+    [ "$serve" = "${TERN_SEND_BIN:-$build/tern}" ] && serve=$bin || serve=$(tern_wrap "$serve" "$wdir")
+fi
+export ST_ROOT=$root ST_BIN=$bin ST_KIT=$testkit ST_SERVE=$serve ST_DEMO=${ST_DEMO:-}
+export ST_SLOW=$(tern_slow)
+timeout $((240 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -- bash "$root/tests/integration/send/cases.sh"
 rc=$?
 [ "$rc" = 0 ] || echo "FAIL send-run: the test script exited with status $rc"
 exit 0

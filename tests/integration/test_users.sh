@@ -15,6 +15,8 @@ bin=$build/tern
 
 dir=$(mktemp -d /tmp/tern-users-test.XXXXXX) || exit 1
 trap 'rm -rf "$dir"' EXIT
+. "$root/tests/integration/wrap.sh"
+bin=$(tern_wrap "$bin" "$dir")
 f=$dir/users
 
 ok() { echo "PASS users-$1"; }

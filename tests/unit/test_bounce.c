@@ -218,6 +218,27 @@ static void test_folding(void **state)
     free(out);
 }
 
+/* A remote reply with one word longer than a line (found by fuzz_bounce): cut, so that no
+ * line exceeds 998 octets, in the Diagnostic-Code field and in the human-readable part. */
+static void test_long_word(void **state)
+{
+    (void)state;
+    struct dsn_msg m = base_msg();
+    char diag[3100] = "550 ";
+    memset(diag + 4, 'Z', 3000);
+    diag[3004] = '\0';
+    struct dsn_rcpt r = {.addr = "bob@remote.test", .action = DSN_ACTION_FAILED,
+                         .status = "5.7.1", .remote_mta = "mx.remote.test", .diagnostic = diag};
+    size_t len;
+    char *out = dsn_build(&m, &r, 1, &len);
+    check_lines(out, len);
+    size_t zs = 0;
+    for (size_t i = 0; i < len; i++)
+        zs += out[i] == 'Z';
+    assert_int_equal(zs, 2 * 3000); /* nothing lost: both copies are whole */
+    free(out);
+}
+
 static void test_utf8_types(void **state)
 {
     (void)state;
@@ -295,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_injection),       cmocka_unit_test(test_folding),
         cmocka_unit_test(test_utf8_types),      cmocka_unit_test(test_boundary_unique),
         cmocka_unit_test(test_header_len),      cmocka_unit_test(test_date_and_status),
+        cmocka_unit_test(test_long_word),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,7 @@ fail() {
 
 # wait_for SECONDS COMMAND...: poll until COMMAND succeeds.
 wait_for() {
-    local limit=$1 i=0
+    local limit=$(($1 * ${OB_SLOW:-1})) i=0
     shift
     while [ "$i" -lt $((limit * 10)) ]; do
         "$@" 2>/dev/null && return 0
@@ -105,7 +105,7 @@ tern_pid=""
 start_tern() {
     "$OB_TERN" serve -c "$T/tern.conf" >>"$T/tern.log" 2>&1 &
     tern_pid=$!
-    if ! "$kit/wait-listen" 127.0.0.1 2525; then
+    if ! "$kit/wait-listen" -t $((10 * ${OB_SLOW:-1})) 127.0.0.1 2525; then
         fail outbound-tern-start "tern did not start: $(tail -c 800 "$T/tern.log")"
         exit 3
     fi
@@ -113,7 +113,7 @@ start_tern() {
 stop_tern() {
     kill -TERM "$tern_pid"
     local i=0
-    while kill -0 "$tern_pid" 2>/dev/null && [ $i -lt 150 ]; do
+    while kill -0 "$tern_pid" 2>/dev/null && [ $i -lt $((150 * ${OB_SLOW:-1})) ]; do
         sleep 0.1
         i=$((i + 1))
     done

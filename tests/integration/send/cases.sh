@@ -475,7 +475,8 @@ local_domain tern.send.test
 mailbox demo@tern.send.test
 EOF
     "$ST_SERVE" serve -c "$tw/tern.conf" >"$tw/log" 2>&1 &
-    if "$K/wait-listen" -t 10 127.0.1.9 25 && "$K/wait-listen" -t 5 127.0.1.9 465; then
+    if "$K/wait-listen" -t $((10 * ${ST_SLOW:-1})) 127.0.1.9 25 &&
+       "$K/wait-listen" -t $((5 * ${ST_SLOW:-1})) 127.0.1.9 465; then
         pass tern-serve-start
         t tern-send-mx 0 'MX 10 tern\.send\.test' '^<-  220 tern\.send\.test' \
             'PIPELINING' 'CHUNKING' '^<-  250 2\.0\.0 ' 'Result: the message was accepted' \
@@ -493,7 +494,7 @@ EOF
         t tern-send-dot-stuffing 0 '^ -> \.\.leading dot$' '^<-  250 2\.0\.0 ' \
             -- "${SEND[@]}" --to demo@tern.send.test --data "$W/dots.txt"
         # the accepted messages reach the Maildir (the message with the subject above)
-        for _ in $(seq 100); do
+        for _ in $(seq $((100 * ${ST_SLOW:-1}))); do
             grep -rlq '^Subject: to-tern-1' "$tw/mail" 2>/dev/null && break
             sleep 0.1
         done
