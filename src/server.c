@@ -421,6 +421,7 @@ static void on_atrn_answer(void *arg, long messages, const char *why)
         c->atrn_fd = -1;
     }
     session_atrn_result(c->session, messages, why);
+    bufferevent_enable(c->bev, EV_READ); /* process_input stopped reading for MODE_WAIT */
     if (session_mode(c->session) == MODE_RELAY)
         relay_start(c);
     else
