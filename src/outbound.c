@@ -780,8 +780,10 @@ static void session_resolve(struct session *s)
             job_exhausted(s);
             return;
         }
-        s->bev = bufferevent_socket_new(s->ob->base, d->fd,
-                                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+        /* No deferred callbacks: the worker closes its end when it stops, often just as we
+         * abort; a deferred EOF callback would then hold a reference to the bufferevent that
+         * nobody drops once the loop has ended (a leak at exit). */
+        s->bev = bufferevent_socket_new(s->ob->base, d->fd, BEV_OPT_CLOSE_ON_FREE);
         if (!s->bev) {
             note_failure(s, true, "4.3.0 cannot use the ODMR connection", false);
             job_exhausted(s);

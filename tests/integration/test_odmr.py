@@ -9,7 +9,8 @@ once and leave the queue; ATRN without AUTH (530), for a domain not entitled (45
 mail waiting (453), without argument (every domain of the user), a recipient refused with 5xx
 (bounce to the sender) or 4xx (stays queued, delivered by the next ATRN), commands other than
 those of RFC 2645 on the ODMR port (502), ATRN on the smtp port (502), no relay opened for
-other domains, and held mail bouncing when the queue lifetime is over."""
+other domains, held mail bouncing when the queue lifetime is over, and a clean stop (no leak,
+exit 0) in the middle of a turned session, with and without TLS."""
 
 import base64
 import os
@@ -328,6 +329,27 @@ def _(srv):
     bounce = srv.wait_delivery("demo@localhost", "late@example.net", timeout=40)
     check(b"4.4.7" in bounce[0], "bounce does not say the lifetime passed")
     check(gone(srv, qid), "expired message still queued")
+
+
+@tg.test("stop-during-an-atrn-session-is-clean-tls")
+def _(srv):
+    # As below, under TLS and with the session started: the queue manager has sent EHLO.
+    send_held(srv, ["s@second.net"], unique("odmrstop"))
+    c = odmr_login(srv, tls=True)
+    c.cmd("ATRN second.net", 250, "2.0.0")
+    c.send("220 customer.test ESMTP\r\n")
+    check(Customer(c).line().upper().startswith("EHLO"), "no EHLO after the greeting")
+    srv._odmr_hanging = c
+
+
+@lg.test("stop-during-an-atrn-session-is-clean")
+def _(srv):
+    # The turned session is left waiting for the customer's greeting; the group's end stops
+    # tern (SIGTERM) and checks for a clean exit without sanitizer reports.
+    send_held(srv, ["s@second.net"], unique("odmrstop"))
+    c = odmr_login(srv)
+    c.cmd("ATRN second.net", 250, "2.0.0")
+    srv._odmr_hanging = c   # keep the connection open until the server stops
 
 
 if __name__ == "__main__":
