@@ -28,15 +28,10 @@ struct aparser {
 static int aerr(struct aparser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int aerr(struct aparser *p, const char *fmt, ...)
 {
-    if (p->errlen == 0)
-        return -1;
-    int n = snprintf(p->err, p->errlen, "%s:%zu: ", p->file, p->line);
-    if (n >= 0 && (size_t)n < p->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    verrorf_at(p->err, p->errlen, p->file, p->line, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -61,15 +61,10 @@ static int perr(struct parser *p, const char *fmt, ...) __attribute__((format(pr
 /* Every error goes through here so each one reads "path:line: message". */
 static int perr(struct parser *p, const char *fmt, ...)
 {
-    if (p->errlen == 0)
-        return -1;
-    int n = snprintf(p->err, p->errlen, "%s:%zu: ", p->path, p->line);
-    if (n >= 0 && (size_t)n < p->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    verrorf_at(p->err, p->errlen, p->path, p->line, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -110,6 +110,17 @@ bool errorf(char *err, size_t errlen, const char *fmt, ...)
     return false;
 }
 
+int verrorf_at(char *err, size_t errlen, const char *file, size_t line, const char *fmt,
+               va_list ap)
+{
+    if (errlen == 0)
+        return -1;
+    int n = snprintf(err, errlen, "%s:%zu: ", file, line);
+    if (n >= 0 && (size_t)n < errlen)
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    return -1;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;

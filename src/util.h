@@ -7,6 +7,7 @@
 #ifndef TERN_UTIL_H
 #define TERN_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -29,6 +30,9 @@ void str_lower(char *s);
 /* Format a reason into err (nothing if errlen is 0) and return false, so a parser can say
  * "return errorf(err, errlen, ...)" where it refuses its input. */
 bool errorf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same for a line-oriented file parser: "file:line: reason" into err; returns -1. */
+int verrorf_at(char *err, size_t errlen, const char *file, size_t line, const char *fmt,
+               va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 on success, -1 with errno. */
 int write_all(int fd, const void *buf, size_t len);

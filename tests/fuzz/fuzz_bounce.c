@@ -10,16 +10,7 @@
 #include <string.h>
 
 #include "bounce.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                   \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* true if every line ends with CRLF (no bare CR or LF) */
 static bool crlf_only(const char *s, size_t len)

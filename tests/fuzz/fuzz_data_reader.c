@@ -9,16 +9,7 @@
 #include <string.h>
 
 #include "data_reader.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)                                                                   \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
+#include "fuzz.h"
 
 /* Whole-buffer decoder straight from RFC 5321 4.5.2: lines end at CRLF, ".CRLF" ends the
  * data, a leading dot is dropped. A trailing "." or ".<CR>" is undecided, so not written. */

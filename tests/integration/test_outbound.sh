@@ -14,26 +14,9 @@
 # "PASS name" / "FAIL name: reason" lines; exit 1 if any check failed. Needs root, nsd,
 # python3-aiosmtpd, openssl, and the testkit (TESTKIT, default ../shared/testkit).
 # OUTBOUND_KEEP=1 keeps the work directory (logs, spool, captures).
-set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-build}
-case $build in /*) ;; *) build=$root/$build ;; esac
-testkit=${TESTKIT:-${TERN_TESTKIT:-$root/../shared/testkit}}
-
-[ -x "$build/tern" ] || { echo "FAIL outbound: $build/tern is not built"; exit 1; }
-[ -x "$testkit/netns-run" ] || { echo "FAIL outbound: no testkit at $testkit"; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "FAIL outbound: needs root (network namespace, port 25)"; exit 1; }
-command -v nsd >/dev/null || { echo "FAIL outbound: nsd is not installed"; exit 1; }
-/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
-    { echo "FAIL outbound: python3-aiosmtpd is not installed"; exit 1; }
-
-work=$(mktemp -d /tmp/test_outbound.XXXXXX) || exit 1
-chmod 755 "$work"
-if [ "${OUTBOUND_KEEP:-0}" = 1 ]; then
-    echo "outbound: keeping $work" >&2
-else
-    trap 'rm -rf "$work"' EXIT
-fi
+suite=outbound keep_var=OUTBOUND_KEEP
+# shellcheck source=tests/integration/scenario-setup.sh
+. "$(dirname "$0")/scenario-setup.sh" "$@"
 
 inject=$build/tests/outbound_inject
 if [ ! -x "$inject" ]; then

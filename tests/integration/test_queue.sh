@@ -11,26 +11,9 @@
 # netns-run) with NSD (tests/lib/dns-server) and the testkit's smtp-capture as the MX.
 # Prints "PASS name" / "FAIL name: reason" lines; exit 1 if any check failed. Needs root.
 # QUEUE_KEEP=1 keeps the work directory.
-set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-build}
-case $build in /*) ;; *) build=$root/$build ;; esac
-testkit=${TESTKIT:-${TERN_TESTKIT:-$root/../shared/testkit}}
-
-[ -x "$build/tern" ] || { echo "FAIL queue: $build/tern is not built"; exit 1; }
-[ -x "$testkit/netns-run" ] || { echo "FAIL queue: no testkit at $testkit"; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "FAIL queue: needs root (network namespace)"; exit 1; }
-command -v nsd >/dev/null || { echo "FAIL queue: nsd is not installed"; exit 1; }
-/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
-    { echo "FAIL queue: python3-aiosmtpd is not installed"; exit 1; }
-
-work=$(mktemp -d /tmp/test_queue.XXXXXX) || exit 1
-chmod 755 "$work"
-if [ "${QUEUE_KEEP:-0}" = 1 ]; then
-    echo "queue: keeping $work" >&2
-else
-    trap 'rm -rf "$work"' EXIT
-fi
+suite=queue keep_var=QUEUE_KEEP
+# shellcheck source=tests/integration/scenario-setup.sh
+. "$(dirname "$0")/scenario-setup.sh" "$@"
 
 export Q_ROOT=$root Q_TERN=$build/tern Q_KIT=$testkit Q_WORK=$work
 timeout 280 "$testkit/netns-run" -r 127.0.0.53 -- bash "$root/tests/integration/queue/scenario.sh"
