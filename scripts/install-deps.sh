@@ -4,7 +4,10 @@
 #   build  compiler and libraries: what `make` and `make run` need (the default)
 #   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
 #          programs the integration tests talk to, network namespaces
-#   bench  build + the peers the benchmarks compare against (`make bench`)
+#   bench  build + the peers the benchmarks compare against (`make bench`): postfix (with
+#          smtp-source and smtp-sink) installed, and opensmtpd unpacked under
+#          /opt/tern-bench/opensmtpd (its package conflicts with postfix's, so it is fetched
+#          with `apt-get download` and extracted, plus its _smtpd/_smtpq users)
 #   check-tls  test + testssl.sh, the TLS scanner `make check-tls` runs
 #
 # Installs only what `dpkg -s` does not report as installed, runs `apt-get update` only when
@@ -58,6 +61,31 @@ if [ -n "$missing" ]; then
         apt-get install -y -q --no-install-recommends $missing </dev/null || rc=$?
     if $ours; then rm -f $policy; fi
     [ $rc = 0 ] || exit $rc
+fi
+
+# OpenSMTPD for the benchmarks: both packages provide mail-transport-agent and conflict, so
+# the second one is unpacked beside the system instead of installed into it.
+if [ "$what" = bench ] && $root && [ ! -x /opt/tern-bench/opensmtpd/usr/sbin/smtpd ] &&
+        apt-cache show opensmtpd >/dev/null 2>&1; then
+    echo "install-deps: unpacking opensmtpd under /opt/tern-bench/opensmtpd"
+    tmp=$(mktemp -d)
+    chown _apt "$tmp" 2>/dev/null || chmod 777 "$tmp" # apt-get download runs as _apt
+    if (cd "$tmp" && apt-get download -q opensmtpd </dev/null); then
+        mkdir -p /opt/tern-bench/opensmtpd
+        dpkg-deb -x "$tmp"/opensmtpd_*.deb /opt/tern-bench/opensmtpd
+    else
+        echo "install-deps: cannot download opensmtpd; make bench skips it" >&2
+    fi
+    rm -rf "$tmp"
+fi
+if [ "$what" = bench ] && $root && [ -x /opt/tern-bench/opensmtpd/usr/sbin/smtpd ]; then
+    for u in _smtpd _smtpq; do
+        getent passwd $u >/dev/null || useradd --system --home-dir /nonexistent \
+            --no-create-home --shell /usr/sbin/nologin --user-group $u
+    done
+    # Compiled-in paths smtpd checks at start (the benchmark bind-mounts private directories
+    # over /var/spool/smtpd and /run inside its namespace).
+    mkdir -p /var/lib/opensmtpd/empty /var/spool/smtpd
 fi
 
 # The unprivileged user tern's workers and queue manager run as when started as root.

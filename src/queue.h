@@ -36,6 +36,11 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
 /* Flush, fsync, rename into queue/ and fsync the directory. Frees w. 0 on success or -1 with
  * errno, in which case the temporary file is removed and nothing was queued. */
 int queue_writer_commit(struct queue_writer *w);
+/* Commit n messages at once (group commit, commit.c): the same steps and guarantee as
+ * queue_writer_commit, but one sync of the files and one fsync of queue/ for the whole batch.
+ * errs[i] is 0 when ws[i] is durable in queue/, else its errno (then nothing was queued for
+ * it). Frees every writer. Thread-safe for distinct writers (no shared state). */
+void queue_commit_batch(struct queue_writer **ws, size_t n, int *errs);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 
@@ -54,6 +59,12 @@ int queue_load(const char *spool_dir, const char *qid, struct envelope *env, int
 int queue_save_state(const char *spool_dir, const struct envelope *env);
 /* Remove a message whose recipients are all done (queue file first, then state). */
 int queue_remove(const char *spool_dir, const char *qid);
+/* queue_remove in three steps, so many messages share one directory fsync: queue_unlink
+ * each, then one queue_sync_removals, and only after it succeeded queue_drop_state each.
+ * All 0 on success, -1 with errno. */
+int queue_unlink(const char *spool_dir, const char *qid);
+int queue_sync_removals(const char *spool_dir);
+int queue_drop_state(const char *spool_dir, const char *qid);
 /* Delete state/<qid> files whose queue/<qid> is gone (a crash inside queue_remove). Returns
  * the number removed or -1. Run by the queue manager at start. */
 int queue_clean_state(const char *spool_dir);

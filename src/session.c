@@ -53,6 +53,7 @@ enum state {
     ST_DATA,      /* reading DATA content */
     ST_BDAT,      /* BDAT chunks in progress (between chunks, or reading one) */
     ST_STARTTLS,  /* 220 sent to STARTTLS, waiting for the handshake */
+    ST_COMMIT,    /* end of data: the message is being made durable (io.commit) */
     ST_CLOSED,
 };
 
@@ -241,10 +242,22 @@ static void message_finish(struct session *s, unsigned flags)
     }
     struct queue_writer *qw = s->qw;
     s->qw = NULL;
-    if (queue_writer_commit(qw) < 0) {
-        int e = errno;
-        log_err("queue commit failed qid=%s: %s", s->env.qid, strerror(e));
-        reply(s, (e == ENOSPC || e == EDQUOT) ? RP_NO_STORAGE : RP_LOCAL_ERROR);
+    if (s->io.commit) {
+        /* Group commit: the I/O layer syncs the file off the event loop together with other
+         * sessions' messages and calls session_commit_done; no 250 before that. */
+        s->state = ST_COMMIT;
+        s->io.commit(s->io.ctx, qw);
+        return;
+    }
+    int err = queue_writer_commit(qw) < 0 ? (errno ? errno : EIO) : 0;
+    session_commit_done(s, err);
+}
+
+void session_commit_done(struct session *s, int err)
+{
+    if (err) {
+        log_err("queue commit failed qid=%s: %s", s->env.qid, strerror(err));
+        reply(s, (err == ENOSPC || err == EDQUOT) ? RP_NO_STORAGE : RP_LOCAL_ERROR);
         transaction_reset(s);
         return;
     }
@@ -1333,6 +1346,8 @@ enum session_mode session_mode(const struct session *s)
         return MODE_CLOSE;
     if (s->state == ST_STARTTLS)
         return MODE_STARTTLS;
+    if (s->state == ST_COMMIT)
+        return MODE_COMMIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

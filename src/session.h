@@ -17,7 +17,10 @@ enum session_mode {
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
     MODE_CLOSE,  /* the session is over: flush output and close */
+    MODE_COMMIT, /* end of data: waiting for session_commit_done; read nothing meanwhile */
 };
+
+struct queue_writer;
 
 struct session_io {
     void (*write)(void *ctx, const char *buf, size_t len);
@@ -25,6 +28,10 @@ struct session_io {
     /* Optional (NULL: no delay). Hold back the output written so far and stop reading input
      * for ms milliseconds: the growing delay after a failed AUTH (RFC 4954 15). */
     void (*pause)(void *ctx, unsigned ms);
+    /* Optional (NULL: queue_writer_commit, blocking, then 250). Make the finished message
+     * durable in the background (group commit, commit.h) and call session_commit_done when
+     * it is; the 250 is written only then. Takes over qw. */
+    void (*commit)(void *ctx, struct queue_writer *qw);
 };
 
 struct users;
@@ -61,6 +68,8 @@ void session_line_too_long(struct session *s);
 /* DATA or BDAT octets. Returns how many were consumed; the rest (after end of data, or after
  * the chunk) is for session_line again. */
 size_t session_data(struct session *s, const char *buf, size_t len);
+/* The io->commit of the message finished: err 0 (durable: 250) or an errno (451/452). */
+void session_commit_done(struct session *s, int err);
 /* The client was idle too long (421 4.4.2), or the server is stopping (421 4.3.2). */
 void session_timeout(struct session *s);
 void session_shutdown(struct session *s);
