@@ -7,7 +7,7 @@
 #   bench  build + the peers the benchmarks compare against (`make bench`): postfix (with
 #          smtp-source and smtp-sink) installed, and opensmtpd unpacked under
 #          /opt/tern-bench/opensmtpd (its package conflicts with postfix's, so it is fetched
-#          with `apt-get download` and extracted, plus its _smtpd/_smtpq users)
+#          with `apt-get download` and extracted, plus its opensmtpd/opensmtpq users)
 #   check-tls  test + testssl.sh, the TLS scanner `make check-tls` runs
 #
 # Installs only what `dpkg -s` does not report as installed, runs `apt-get update` only when
@@ -79,13 +79,16 @@ if [ "$what" = bench ] && $root && [ ! -x /opt/tern-bench/opensmtpd/usr/sbin/smt
     rm -rf "$tmp"
 fi
 if [ "$what" = bench ] && $root && [ -x /opt/tern-bench/opensmtpd/usr/sbin/smtpd ]; then
-    for u in _smtpd _smtpq; do
+    for u in opensmtpd opensmtpq; do
         getent passwd $u >/dev/null || useradd --system --home-dir /nonexistent \
             --no-create-home --shell /usr/sbin/nologin --user-group $u
     done
     # Compiled-in paths smtpd checks at start (the benchmark bind-mounts private directories
     # over /var/spool/smtpd and /run inside its namespace).
     mkdir -p /var/lib/opensmtpd/empty /var/spool/smtpd
+    # As the package's postinst does: smtpctl talks to the daemon as group opensmtpq.
+    chgrp opensmtpq /opt/tern-bench/opensmtpd/usr/sbin/smtpctl
+    chmod 2555 /opt/tern-bench/opensmtpd/usr/sbin/smtpctl
 fi
 
 # The unprivileged user tern's workers and queue manager run as when started as root.

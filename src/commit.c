@@ -1,15 +1,19 @@
-/* commit.c - group commit of queue files on a small pool of per-worker helper threads (commit.h).
+/* commit.c - group commit of queue files on one helper thread per worker (see commit.h).
  *
  * Why a thread: fsync blocks, and a blocked event loop serves nobody. With the commit on a
  * helper, the loop keeps reading other sessions' DATA while the disk works, and everything
- * that finished meanwhile is committed together in the next round: one syncfs and one
- * directory fsync for the batch instead of two fsyncs per message. The batch is simply
- * "whatever arrived while the previous round was on disk", so a lone message is never
- * delayed waiting for company.
+ * that finished meanwhile is committed together in the next round.
  *
- * Threading: the loop owns sessions and callbacks; the thread only runs queue_commit_batch on
- * writers it was given. Requests move between them on two mutex-protected lists; the thread
- * wakes the loop through an eventfd. */
+ * Rounds are pipelined (queue_commit_round): one sync per round makes the new messages'
+ * content durable and, in the same journal commit, the previous round's renames into
+ * queue/; only then do those previous messages get their 250. So the disk sees one commit
+ * per round however many messages share it, where fsync(file) + fsync(dir) per message cost
+ * two each. The batch is "whatever arrived while the previous round was on disk": a lone
+ * message is never delayed waiting for company (its second round follows at once).
+ *
+ * Threading: the loop owns sessions and callbacks; the thread only runs queue_commit_round
+ * on writers it was given. Requests move between them on two mutex-protected lists; the
+ * thread wakes the loop through an eventfd. */
 #include "commit.h"
 
 #include <errno.h>
@@ -25,18 +29,12 @@
 #include "log.h"
 #include "util.h"
 
-/* At most this many messages per queue_commit_batch (more simply make a second round). */
+/* At most this many new messages per round (more wait for the next round). */
 #define COMMIT_BATCH_MAX 256
-/* Helper threads per worker. Each takes everything pending when it is free, so while one
- * waits for its directory fsync the next batch's sync is already under way: the disk's
- * journal merges concurrent commits. More threads than this only add context switches. */
-#ifndef COMMIT_THREADS
-#define COMMIT_THREADS 4
-#endif
 
 struct commit_req {
     struct commit_req *next;
-    struct queue_writer *w;      /* thread: the message; NULL once committed */
+    struct queue_writer *w;      /* thread: the message; NULL once reported */
     int err;                     /* thread: the result */
     commit_done_fn *done;        /* loop only */
     void *arg;                   /* loop only */
@@ -48,8 +46,7 @@ struct req_list {
 };
 
 struct committer {
-    pthread_t threads[COMMIT_THREADS];
-    size_t nthreads;
+    pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct req_list pending;     /* loop -> thread, under mu */
@@ -82,47 +79,80 @@ static void list_splice(struct req_list *dst, struct req_list *src)
     list_init(src);
 }
 
-/* Commit one round: the requests in list order, COMMIT_BATCH_MAX at a time. */
-static void commit_round(struct commit_req *r)
+/* Move up to max requests from the head of src to the tail of dst; returns how many. */
+static size_t list_take(struct req_list *dst, struct req_list *src, size_t max)
 {
-    struct queue_writer *ws[COMMIT_BATCH_MAX];
-    struct commit_req *rs[COMMIT_BATCH_MAX];
-    int errs[COMMIT_BATCH_MAX];
-    while (r) {
-        size_t n = 0;
-        for (; r && n < COMMIT_BATCH_MAX; r = r->next, n++) {
-            rs[n] = r;
-            ws[n] = r->w;
-        }
-        queue_commit_batch(ws, n, errs);
-        for (size_t i = 0; i < n; i++) {
-            rs[i]->w = NULL; /* freed by queue_commit_batch */
-            rs[i]->err = errs[i];
+    size_t n = 0;
+    while (src->head && n < max) {
+        struct commit_req *r = src->head;
+        src->head = r->next;
+        list_push(dst, r);
+        n++;
+    }
+    if (!src->head)
+        src->tail = &src->head;
+    return n;
+}
+
+/* One round: fresh (new messages) and pub (renamed last round, awaiting their sync).
+ * Reported requests go to done; fresh ones that were renamed become the new pub. */
+static void commit_round(struct req_list *fresh, struct req_list *pub, struct req_list *done)
+{
+    struct queue_writer *fw[COMMIT_BATCH_MAX], *pw[COMMIT_BATCH_MAX];
+    int ferr[COMMIT_BATCH_MAX], perr[COMMIT_BATCH_MAX];
+    size_t nf = 0, np = 0;
+    for (struct commit_req *r = fresh->head; r; r = r->next)
+        fw[nf++] = r->w;
+    for (struct commit_req *r = pub->head; r; r = r->next)
+        pw[np++] = r->w;
+    queue_commit_round(fw, nf, ferr, pw, np, perr);
+    size_t i = 0;
+    for (struct commit_req *r = pub->head; r; r = r->next, i++) {
+        r->w = NULL; /* freed by queue_commit_round */
+        r->err = perr[i];
+    }
+    list_splice(done, pub);
+    i = 0;
+    for (struct commit_req *r = fresh->head, *next; r; r = next, i++) {
+        next = r->next;
+        if (ferr[i]) { /* failed before its rename: report now */
+            r->w = NULL;
+            r->err = ferr[i];
+            list_push(done, r);
+        } else {
+            list_push(pub, r);
         }
     }
+    list_init(fresh);
 }
 
 static void *commit_thread(void *arg)
 {
     struct committer *c = arg;
+    struct req_list fresh, pub, done;
+    list_init(&fresh);
+    list_init(&pub);
+    list_init(&done);
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (!c->pending.head && !c->stop)
+        /* Renamed messages never wait: their sync round runs at once, new ones or not. */
+        while (!c->pending.head && !pub.head && !c->stop)
             pthread_cond_wait(&c->cv, &c->mu);
-        if (!c->pending.head)
+        if (!c->pending.head && !pub.head)
             break; /* stopping, and nothing left to commit */
-        struct req_list round = c->pending;
-        list_init(&c->pending);
+        list_take(&fresh, &c->pending, COMMIT_BATCH_MAX);
         pthread_mutex_unlock(&c->mu);
 
-        commit_round(round.head);
+        commit_round(&fresh, &pub, &done);
 
         pthread_mutex_lock(&c->mu);
-        list_splice(&c->finished, &round);
-        uint64_t one = 1;
-        /* Cannot fail short of a bug: the counter would need 2^64-1 unread wakeups. */
-        if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-            log_err("commit thread: cannot wake the event loop: %s", strerror(errno));
+        if (done.head) {
+            list_splice(&c->finished, &done);
+            uint64_t one = 1;
+            /* Cannot fail short of a bug: the counter would need 2^64-1 unread wakeups. */
+            if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+                log_err("commit thread: cannot wake the event loop: %s", strerror(errno));
+        }
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -171,11 +201,9 @@ struct committer *committer_new(struct event_base *base)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (; c->nthreads < COMMIT_THREADS; c->nthreads++)
-        if ((rc = pthread_create(&c->threads[c->nthreads], NULL, commit_thread, c)) != 0)
-            break;
+    rc = pthread_create(&c->thread, NULL, commit_thread, c);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (c->nthreads == 0) {
+    if (rc != 0) {
         pthread_cond_destroy(&c->cv);
         pthread_mutex_destroy(&c->mu);
         errno = rc;
@@ -219,10 +247,9 @@ void committer_free(struct committer *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->stop = true;
-    pthread_cond_broadcast(&c->cv);
+    pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    for (size_t i = 0; i < c->nthreads; i++)
-        pthread_join(c->threads[i], NULL); /* they commit what is pending first */
+    pthread_join(c->thread, NULL); /* it commits what is pending first */
     for (struct commit_req *r = c->finished.head, *next; r; r = next) {
         next = r->next;
         free(r);

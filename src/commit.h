@@ -1,8 +1,8 @@
 /* commit.h - group commit: a worker's helper thread that makes queue files durable in batches.
  *
  * The event loop hands over finished messages (committer_submit) and keeps serving other
- * sessions; the thread commits everything submitted since its last round with one
- * queue_commit_batch (one sync, one directory fsync), then the loop runs each message's
+ * sessions; the thread commits everything submitted since its last round together
+ * (queue_commit_round: one journal commit per round), then the loop runs each message's
  * callback, which is where the 250 reply is sent. So 250 still means "on disk" (RFC 5321
  * 4.1.1.4, 6.1), but concurrent messages share the cost of a journal commit. The thread does
  * nothing else: sessions and all network I/O stay on the event loop. */

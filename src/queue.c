@@ -301,82 +301,89 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-/* Make the open files of a batch durable. One file: fsync. Several: one syncfs() of the
- * spool's filesystem writes back and commits them all in a single journal commit, where
- * separate fsync() calls would cost one each (measured in docs/performance.md). syncfs
- * reports writeback errors of the filesystem since Linux 5.8; on failure, or where it is
- * missing, every file is fsync'd on its own so the error lands on the right message. */
-static void batch_sync(struct queue_writer **ws, size_t n, int *errs)
+/* The sync of a round (see queue_commit_round). One fresh file alone: fsync. Anything more:
+ * one syncfs() of the spool's filesystem writes back and commits every file and every rename
+ * of the round in a single journal commit, where fsync() calls would cost one each
+ * (docs/performance.md). syncfs reports writeback errors of the filesystem (Linux 5.8+); if
+ * it fails, or the writers are not all in one spool, each file and directory is fsync'd on
+ * its own so an error lands on the right message. */
+static void round_sync(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                       struct queue_writer **pub, size_t npub, int *perrs)
 {
     const struct queue_writer *first = NULL;
     size_t live = 0;
-    bool one_spool = true; /* tmp/ of one spool: one filesystem, so one syncfs covers all */
-    for (size_t i = 0; i < n; i++) {
-        if (errs[i])
+    bool one_spool = true;
+    for (size_t i = 0; i < nfresh; i++) {
+        if (ferrs[i])
             continue;
         if (!first)
-            first = ws[i];
-        else if (strcmp(first->queue_dir, ws[i]->queue_dir) != 0)
-            one_spool = false;
+            first = fresh[i];
+        one_spool = one_spool && strcmp(first->queue_dir, fresh[i]->queue_dir) == 0;
         live++;
     }
-    if (live > 1 && one_spool && syncfs(first->fd) == 0)
+    for (size_t i = 0; i < npub && first; i++)
+        one_spool = one_spool && strcmp(first->queue_dir, pub[i]->queue_dir) == 0;
+    if (live > 0 && live + npub > 1 && one_spool && syncfs(first->fd) == 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (!errs[i] && fsync(ws[i]->fd) < 0)
-            errs[i] = errno ? errno : EIO;
+    for (size_t i = 0; i < nfresh; i++)
+        if (!ferrs[i] && fsync(fresh[i]->fd) < 0)
+            ferrs[i] = errno ? errno : EIO;
+    /* One fsync per distinct directory, its result for every writer in it. */
+    for (size_t i = 0; i < npub; i++) {
+        bool done = false;
+        for (size_t j = 0; j < i && !done; j++)
+            if (strcmp(pub[j]->queue_dir, pub[i]->queue_dir) == 0) {
+                perrs[i] = perrs[j];
+                done = true;
+            }
+        if (!done)
+            perrs[i] = fsync_dir(pub[i]->queue_dir) < 0 ? (errno ? errno : EIO) : 0;
+    }
 }
 
-void queue_commit_batch(struct queue_writer **ws, size_t n, int *errs)
+void queue_commit_round(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                        struct queue_writer **pub, size_t npub, int *perrs)
 {
-    for (size_t i = 0; i < n; i++)
-        errs[i] = writer_flush(ws[i]) < 0 ? (errno ? errno : EIO) : 0;
-    batch_sync(ws, n, errs);
-    /* Durable content first, then the names: a file appears in queue/ only complete. */
-    for (size_t i = 0; i < n; i++) {
-        struct queue_writer *w = ws[i];
-        int fd = w->fd;
-        w->fd = -1;
-        if (close_checked(fd) < 0 && !errs[i])
-            errs[i] = errno ? errno : EIO;
-        if (!errs[i] && rename_noreplace(w->tmp_path, w->queue_path) < 0)
-            errs[i] = errno ? errno : EIO;
-        if (errs[i]) {
-            errno = errs[i];
-            writer_discard(w); /* removes the temporary file */
-            ws[i] = NULL;
-        }
-    }
-    /* One fsync per distinct queue directory (one per spool: usually one for the batch). */
-    for (size_t i = 0; i < n; i++) {
-        if (!ws[i] || ws[i]->queue_dir[0] == '\0')
-            continue;
-        int dir_err = fsync_dir(ws[i]->queue_dir) < 0 ? (errno ? errno : EIO) : 0;
-        char dir[PATH_MAX];
-        str_copy(dir, sizeof dir, ws[i]->queue_dir);
-        for (size_t j = i; j < n; j++) {
-            struct queue_writer *w = ws[j];
-            if (!w || strcmp(w->queue_dir, dir) != 0)
-                continue;
-            w->queue_dir[0] = '\0'; /* done */
-            if (!dir_err)
-                continue;
+    for (size_t i = 0; i < nfresh; i++)
+        ferrs[i] = writer_flush(fresh[i]) < 0 ? (errno ? errno : EIO) : 0;
+    for (size_t i = 0; i < npub; i++)
+        perrs[i] = 0;
+    round_sync(fresh, nfresh, ferrs, pub, npub, perrs);
+    for (size_t i = 0; i < npub; i++) {
+        struct queue_writer *w = pub[i];
+        if (perrs[i]) {
             /* The rename may not survive a crash, so we must not answer 250. Take the file
-             * back (best effort; if the queue manager already delivered it, the client's retry
-             * gives a duplicate, which is the lesser evil). */
-            errs[j] = dir_err;
+             * back (best effort; if the queue manager already delivered it, the client's
+             * retry gives a duplicate, which is the lesser evil). */
             if (unlink(w->queue_path) < 0 && errno != ENOENT)
                 log_warn("cannot remove %s: %s", w->queue_path, strerror(errno));
         }
+        free(w);
+        pub[i] = NULL;
     }
-    for (size_t i = 0; i < n; i++)
-        free(ws[i]);
+    /* Durable content first, then the name: a file appears in queue/ only complete. */
+    for (size_t i = 0; i < nfresh; i++) {
+        struct queue_writer *w = fresh[i];
+        int fd = w->fd;
+        w->fd = -1;
+        if (close_checked(fd) < 0 && !ferrs[i])
+            ferrs[i] = errno ? errno : EIO;
+        if (!ferrs[i] && rename_noreplace(w->tmp_path, w->queue_path) < 0)
+            ferrs[i] = errno ? errno : EIO;
+        if (ferrs[i]) {
+            errno = ferrs[i];
+            writer_discard(w); /* removes the temporary file */
+            fresh[i] = NULL;
+        }
+    }
 }
 
 int queue_writer_commit(struct queue_writer *w)
 {
-    int err;
-    queue_commit_batch(&w, 1, &err);
+    int err, unused;
+    queue_commit_round(&w, 1, &err, NULL, 0, &unused); /* fsync, rename */
+    if (!err)
+        queue_commit_round(NULL, 0, &unused, &w, 1, &err); /* fsync queue/ */
     errno = err;
     return err ? -1 : 0;
 }

@@ -36,11 +36,19 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
 /* Flush, fsync, rename into queue/ and fsync the directory. Frees w. 0 on success or -1 with
  * errno, in which case the temporary file is removed and nothing was queued. */
 int queue_writer_commit(struct queue_writer *w);
-/* Commit n messages at once (group commit, commit.c): the same steps and guarantee as
- * queue_writer_commit, but one sync of the files and one fsync of queue/ for the whole batch.
- * errs[i] is 0 when ws[i] is durable in queue/, else its errno (then nothing was queued for
- * it). Frees every writer. Thread-safe for distinct writers (no shared state). */
-void queue_commit_batch(struct queue_writer **ws, size_t n, int *errs);
+/* Group commit as a pipeline (commit.c), one sync per round doing two jobs: it makes the
+ * content of the fresh writers durable, and the renames of the writers published in the
+ * previous round. Then the fresh ones are renamed into queue/ (a file appears there only
+ * complete) and become the next round's pub. So every message still gets fsync(file),
+ * rename, fsync(queue/) in that order, as in queue_writer_commit, but the disk sees one
+ * journal commit per round for any number of messages.
+ *   fresh[i]: ferrs[i] 0 = renamed, now pass it as pub to the next round; else its errno
+ *             (nothing queued; the writer is freed and fresh[i] set to NULL).
+ *   pub[i]:   perrs[i] 0 = durable in queue/ (the 250 may go out); else its errno (the file
+ *             was taken back out of queue/). Every pub writer is freed (pub[i] = NULL).
+ * Thread-safe for distinct writers. */
+void queue_commit_round(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                        struct queue_writer **pub, size_t npub, int *perrs);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 
