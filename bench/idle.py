@@ -46,7 +46,7 @@ def main():
     ok = failed = started = 0
     active = 0
     held = []
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 120
 
     def start_one():
         nonlocal started, active, failed
