@@ -20,6 +20,7 @@ CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
              -Wmissing-prototypes -fno-strict-aliasing
 LDLIBS    += $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null || echo -levent -levent_openssl -lcares -lssl -lcrypto) -lcrypt
+LDLIBS    += -pthread
 ifeq ($(FUZZ),1)
 CFLAGS    += -fsanitize=fuzzer-no-link
 endif
@@ -88,9 +89,12 @@ unit: test-deps
 	$(MAKE) BUILD=build/san CC=clang SAN=1 $(UNIT_BINS:$(BUILD)/%=build/san/%)
 	sh tests/run-all.sh build/san unit
 
-bench: deps
-	@echo "make bench: the benchmarks against Postfix and OpenSMTPD are not written yet (issue 10)" >&2
-	@exit 1
+# Benchmarks against Postfix and OpenSMTPD in a private network namespace; prints the table.
+# BENCH_QUICK=1: smaller counts, one run per figure. See docs/performance.md.
+bench:
+	sh scripts/install-deps.sh bench
+	$(MAKE) all
+	sh bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang, ASan+UBSan), each run FUZZ_SECONDS on its corpus in tests/fuzz/corpus/.
 fuzz: test-deps

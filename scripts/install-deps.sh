@@ -5,7 +5,10 @@
 #   build  compiler and libraries: what `make` and `make run` need (the default)
 #   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
 #          programs the integration tests talk to, network namespaces
-#   bench  build + the peers the benchmarks compare against (`make bench`)
+#   bench  build + the peers the benchmarks compare against (`make bench`): postfix (with
+#          smtp-source and smtp-sink) installed, and opensmtpd unpacked under
+#          /opt/tern-bench/opensmtpd (its package conflicts with postfix's, so it is fetched
+#          with `apt-get download` and extracted, plus its opensmtpd/opensmtpq users)
 #   check-tls  test + testssl.sh, the TLS scanner `make check-tls` runs
 #   valgrind   test + valgrind, for `make check-valgrind`
 #
@@ -62,6 +65,34 @@ if [ -n "$missing" ]; then
         apt-get install -y -q --no-install-recommends $missing </dev/null || rc=$?
     if $ours; then rm -f $policy; fi
     [ $rc = 0 ] || exit $rc
+fi
+
+# OpenSMTPD for the benchmarks: both packages provide mail-transport-agent and conflict, so
+# the second one is unpacked beside the system instead of installed into it.
+if [ "$what" = bench ] && $root && [ ! -x /opt/tern-bench/opensmtpd/usr/sbin/smtpd ] &&
+        apt-cache show opensmtpd >/dev/null 2>&1; then
+    echo "install-deps: unpacking opensmtpd under /opt/tern-bench/opensmtpd"
+    tmp=$(mktemp -d)
+    chown _apt "$tmp" 2>/dev/null || chmod 777 "$tmp" # apt-get download runs as _apt
+    if (cd "$tmp" && apt-get download -q opensmtpd </dev/null); then
+        mkdir -p /opt/tern-bench/opensmtpd
+        dpkg-deb -x "$tmp"/opensmtpd_*.deb /opt/tern-bench/opensmtpd
+    else
+        echo "install-deps: cannot download opensmtpd; make bench skips it" >&2
+    fi
+    rm -rf "$tmp"
+fi
+if [ "$what" = bench ] && $root && [ -x /opt/tern-bench/opensmtpd/usr/sbin/smtpd ]; then
+    for u in opensmtpd opensmtpq; do
+        getent passwd $u >/dev/null || useradd --system --home-dir /nonexistent \
+            --no-create-home --shell /usr/sbin/nologin --user-group $u
+    done
+    # Compiled-in paths smtpd checks at start (the benchmark bind-mounts private directories
+    # over /var/spool/smtpd and /run inside its namespace).
+    mkdir -p /var/lib/opensmtpd/empty /var/spool/smtpd
+    # As the package's postinst does: smtpctl talks to the daemon as group opensmtpq.
+    chgrp opensmtpq /opt/tern-bench/opensmtpd/usr/sbin/smtpctl
+    chmod 2555 /opt/tern-bench/opensmtpd/usr/sbin/smtpctl
 fi
 
 # The unprivileged user tern's workers and queue manager run as when started as root.

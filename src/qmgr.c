@@ -49,6 +49,7 @@
 #include "outbound.h"
 #include "pipe.h"
 #include "queue.h"
+#include "removal.h"
 #include "route.h"
 #include "smtp_reply.h"
 #include "util.h"
@@ -86,6 +87,7 @@ struct qmgr {
     time_t wake_at;         /* when ev_wake fires, 0 if not armed */
     bool stopping;
     unsigned long atrn_seq; /* names the outbound destination of each ATRN session */
+    struct removal *removal; /* finishes removals off the loop; NULL: done inline */
 };
 
 /* An ATRN pass over a message: deliver only the recipients held for these domains, over the
@@ -482,6 +484,28 @@ static time_t next_due(const struct qmsg *m, bool warn_pending)
 }
 
 /* All results are in: DSNs, then the state (or removal), then schedule the next look. */
+/* Remove a finished message: unlinked here, so no rescan finds it again; closing its file
+ * (which frees the blocks), the directory fsync and the state file are the removal
+ * helper's (removal.h). Takes over fd. */
+static int remove_message(struct qmgr *q, const char *qid, int fd)
+{
+    if (!q->removal) { /* no helper: the one-at-a-time way */
+        close(fd);
+        if (queue_remove(q->cfg->spool_dir, qid) < 0)
+            return -1;
+        notify_forget(q->cfg->spool_dir, qid);
+        return 0;
+    }
+    if (queue_unlink(q->cfg->spool_dir, qid) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    removal_add(q->removal, qid, fd);
+    return 0;
+}
+
 static void finish_message(struct qmsg *m)
 {
     struct qmgr *q = m->q;
@@ -555,9 +579,10 @@ static void finish_message(struct qmsg *m)
     bool keep = true;
     time_t due = 0;
     if (envelope_pending(env) == 0) {
-        if (queue_remove(cfg->spool_dir, env->qid) == 0) {
+        int fd = m->fd;
+        m->fd = -1;
+        if (remove_message(q, env->qid, fd) == 0) {
             log_info("removed qid=%s", env->qid);
-            notify_forget(cfg->spool_dir, env->qid);
             keep = false;
         } else {
             log_err("cannot remove qid=%s: %s", env->qid, strerror(errno));
@@ -576,7 +601,8 @@ static void finish_message(struct qmsg *m)
         control_after_pass(cfg, env->qid, node->after) == 0)
         keep = false;
     node->after = CONTROL_AFTER_NONE;
-    close(m->fd);
+    if (m->fd >= 0)
+        close(m->fd);
     node->busy = false;
     if (keep) {
         node->due = due;
@@ -974,6 +1000,7 @@ static void qmgr_free(struct qmgr *q)
     control_server_free(q->control);
     if (q->ob)
         outbound_free(q->ob); /* reports unfinished jobs: their messages finish first */
+    removal_free(q->removal); /* after the last message finished */
     if (q->dns)
         dns_resolver_free(q->dns);
     struct event *evs[] = {q->ev_work, q->ev_scan, q->ev_wake, q->ev_inotify,
@@ -1021,6 +1048,9 @@ int qmgr_run(const struct config *cfg)
     q.ev_term = evsignal_new(q.base, SIGTERM, stop_cb, &q);
     q.ev_int = evsignal_new(q.base, SIGINT, stop_cb, &q);
     q.ev_grace = evtimer_new(q.base, grace_cb, &q);
+    q.removal = removal_new(cfg->spool_dir);
+    if (!q.removal)
+        log_warn("cannot start the removal thread (%s): removing inline", strerror(errno));
     if (!q.ev_work || !q.ev_wake || !q.ev_scan || !q.ev_term || !q.ev_int || !q.ev_grace ||
         event_add(q.ev_term, NULL) < 0 || event_add(q.ev_int, NULL) < 0) {
         log_err("cannot set up events");

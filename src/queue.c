@@ -307,31 +307,91 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
+/* The sync of a round (see queue_commit_round). One fresh file alone: fsync. Anything more:
+ * one syncfs() of the spool's filesystem writes back and commits every file and every rename
+ * of the round in a single journal commit, where fsync() calls would cost one each
+ * (docs/performance.md). syncfs reports writeback errors of the filesystem (Linux 5.8+); if
+ * it fails, or the writers are not all in one spool, each file and directory is fsync'd on
+ * its own so an error lands on the right message. */
+static void round_sync(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                       struct queue_writer **pub, size_t npub, int *perrs)
+{
+    const struct queue_writer *first = NULL;
+    size_t live = 0;
+    bool one_spool = true;
+    for (size_t i = 0; i < nfresh; i++) {
+        if (ferrs[i])
+            continue;
+        if (!first)
+            first = fresh[i];
+        one_spool = one_spool && strcmp(first->queue_dir, fresh[i]->queue_dir) == 0;
+        live++;
+    }
+    for (size_t i = 0; i < npub && first; i++)
+        one_spool = one_spool && strcmp(first->queue_dir, pub[i]->queue_dir) == 0;
+    if (live > 0 && live + npub > 1 && one_spool && syncfs(first->fd) == 0)
+        return;
+    for (size_t i = 0; i < nfresh; i++)
+        if (!ferrs[i] && fsync(fresh[i]->fd) < 0)
+            ferrs[i] = errno ? errno : EIO;
+    /* One fsync per distinct directory, its result for every writer in it. */
+    for (size_t i = 0; i < npub; i++) {
+        bool done = false;
+        for (size_t j = 0; j < i && !done; j++)
+            if (strcmp(pub[j]->queue_dir, pub[i]->queue_dir) == 0) {
+                perrs[i] = perrs[j];
+                done = true;
+            }
+        if (!done)
+            perrs[i] = fsync_dir(pub[i]->queue_dir) < 0 ? (errno ? errno : EIO) : 0;
+    }
+}
+
+void queue_commit_round(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                        struct queue_writer **pub, size_t npub, int *perrs)
+{
+    for (size_t i = 0; i < nfresh; i++)
+        ferrs[i] = writer_flush(fresh[i]) < 0 ? (errno ? errno : EIO) : 0;
+    for (size_t i = 0; i < npub; i++)
+        perrs[i] = 0;
+    round_sync(fresh, nfresh, ferrs, pub, npub, perrs);
+    for (size_t i = 0; i < npub; i++) {
+        struct queue_writer *w = pub[i];
+        if (perrs[i]) {
+            /* The rename may not survive a crash, so we must not answer 250. Take the file
+             * back (best effort; if the queue manager already delivered it, the client's
+             * retry gives a duplicate, which is the lesser evil). */
+            if (unlink(w->queue_path) < 0 && errno != ENOENT)
+                log_warn("cannot remove %s: %s", w->queue_path, strerror(errno));
+        }
+        free(w);
+        pub[i] = NULL;
+    }
+    /* Durable content first, then the name: a file appears in queue/ only complete. */
+    for (size_t i = 0; i < nfresh; i++) {
+        struct queue_writer *w = fresh[i];
+        int fd = w->fd;
+        w->fd = -1;
+        if (close_checked(fd) < 0 && !ferrs[i])
+            ferrs[i] = errno ? errno : EIO;
+        if (!ferrs[i] && rename_noreplace(w->tmp_path, w->queue_path) < 0)
+            ferrs[i] = errno ? errno : EIO;
+        if (ferrs[i]) {
+            errno = ferrs[i];
+            writer_discard(w); /* removes the temporary file */
+            fresh[i] = NULL;
+        }
+    }
+}
+
 int queue_writer_commit(struct queue_writer *w)
 {
-    if (writer_flush(w) < 0 || fsync(w->fd) < 0) {
-        writer_discard(w);
-        return -1;
-    }
-    int fd = w->fd;
-    w->fd = -1;
-    if (close_checked(fd) < 0 || rename_noreplace(w->tmp_path, w->queue_path) < 0) {
-        writer_discard(w);
-        return -1;
-    }
-    if (fsync_dir(w->queue_dir) < 0) {
-        /* The rename may not survive a crash, so we must not answer 250. Take the file back
-         * (best effort; if the queue manager already delivered it, the client's retry gives a
-         * duplicate, which is the lesser evil). */
-        int saved = errno;
-        if (unlink(w->queue_path) < 0 && errno != ENOENT)
-            log_warn("cannot remove %s: %s", w->queue_path, strerror(errno));
-        free(w);
-        errno = saved;
-        return -1;
-    }
-    free(w);
-    return 0;
+    int err, unused;
+    queue_commit_round(&w, 1, &err, NULL, 0, &unused); /* fsync, rename */
+    if (!err)
+        queue_commit_round(NULL, 0, &unused, &w, 1, &err); /* fsync queue/ */
+    errno = err;
+    return err ? -1 : 0;
 }
 
 void queue_writer_abort(struct queue_writer *w)
@@ -589,6 +649,42 @@ int queue_save_state(const char *spool_dir, const struct envelope *env)
     return rc;
 }
 
+/* <area>/<qid> and state/<qid> paths of a valid ID, and the area's directory (buffers of
+ * PATH_MAX); false (errno) otherwise. */
+static bool message_paths(const char *spool_dir, enum queue_area area, const char *qid,
+                          char *dir, char *queue_path, char *state_path)
+{
+    if (!queue_id_valid(qid)) {
+        errno = EINVAL;
+        return false;
+    }
+    return path_fmt(dir, PATH_MAX, "%s/%s", spool_dir, area_dir(area)) &&
+           path_fmt(queue_path, PATH_MAX, "%s/%s", dir, qid) &&
+           path_fmt(state_path, PATH_MAX, "%s/state/%s", spool_dir, qid);
+}
+
+int queue_unlink(const char *spool_dir, const char *qid)
+{
+    char dir[PATH_MAX], path[PATH_MAX], state[PATH_MAX];
+    if (!message_paths(spool_dir, QUEUE_ACTIVE, qid, dir, path, state))
+        return -1;
+    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int queue_sync_removals(const char *spool_dir)
+{
+    char dir[PATH_MAX];
+    return path_fmt(dir, sizeof dir, "%s/queue", spool_dir) ? fsync_dir(dir) : -1;
+}
+
+int queue_drop_state(const char *spool_dir, const char *qid)
+{
+    char dir[PATH_MAX], path[PATH_MAX], state[PATH_MAX];
+    if (!message_paths(spool_dir, QUEUE_ACTIVE, qid, dir, path, state))
+        return -1;
+    return unlink(state) < 0 && errno != ENOENT ? -1 : 0;
+}
+
 int queue_remove(const char *spool_dir, const char *qid)
 {
     return queue_remove_in(spool_dir, QUEUE_ACTIVE, qid);
@@ -596,13 +692,8 @@ int queue_remove(const char *spool_dir, const char *qid)
 
 int queue_remove_in(const char *spool_dir, enum queue_area area, const char *qid)
 {
-    char path[PATH_MAX], dir[PATH_MAX];
-    if (!queue_id_valid(qid)) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (!path_fmt(dir, sizeof dir, "%s/%s", spool_dir, area_dir(area)) ||
-        !path_fmt(path, sizeof path, "%s/%s", dir, qid))
+    char dir[PATH_MAX], path[PATH_MAX], state[PATH_MAX];
+    if (!message_paths(spool_dir, area, qid, dir, path, state))
         return -1;
     if (unlink(path) < 0 && errno != ENOENT)
         return -1;
@@ -610,11 +701,7 @@ int queue_remove_in(const char *spool_dir, enum queue_area area, const char *qid
      * back after a crash without the state that says its recipients are done. */
     if (fsync_dir(dir) < 0)
         return -1;
-    if (!path_fmt(path, sizeof path, "%s/state/%s", spool_dir, qid))
-        return -1;
-    if (unlink(path) < 0 && errno != ENOENT)
-        return -1;
-    return 0;
+    return unlink(state) < 0 && errno != ENOENT ? -1 : 0;
 }
 
 int queue_move(const char *spool_dir, const char *qid, enum queue_area from, enum queue_area to)

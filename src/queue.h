@@ -37,6 +37,19 @@ int queue_writer_write(struct queue_writer *w, const void *buf, size_t len);
 /* Flush, fsync, rename into queue/ and fsync the directory. Frees w. 0 on success or -1 with
  * errno, in which case the temporary file is removed and nothing was queued. */
 int queue_writer_commit(struct queue_writer *w);
+/* Group commit as a pipeline (commit.c), one sync per round doing two jobs: it makes the
+ * content of the fresh writers durable, and the renames of the writers published in the
+ * previous round. Then the fresh ones are renamed into queue/ (a file appears there only
+ * complete) and become the next round's pub. So every message still gets fsync(file),
+ * rename, fsync(queue/) in that order, as in queue_writer_commit, but the disk sees one
+ * journal commit per round for any number of messages.
+ *   fresh[i]: ferrs[i] 0 = renamed, now pass it as pub to the next round; else its errno
+ *             (nothing queued; the writer is freed and fresh[i] set to NULL).
+ *   pub[i]:   perrs[i] 0 = durable in queue/ (the 250 may go out); else its errno (the file
+ *             was taken back out of queue/). Every pub writer is freed (pub[i] = NULL).
+ * Thread-safe for distinct writers. */
+void queue_commit_round(struct queue_writer **fresh, size_t nfresh, int *ferrs,
+                        struct queue_writer **pub, size_t npub, int *perrs);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 
@@ -61,6 +74,12 @@ int queue_load(const char *spool_dir, const char *qid, struct envelope *env, int
 int queue_save_state(const char *spool_dir, const struct envelope *env);
 /* Remove a message whose recipients are all done (queue file first, then state). */
 int queue_remove(const char *spool_dir, const char *qid);
+/* queue_remove in three steps, so many messages share one directory fsync: queue_unlink
+ * each, then one queue_sync_removals, and only after it succeeded queue_drop_state each.
+ * All 0 on success, -1 with errno. */
+int queue_unlink(const char *spool_dir, const char *qid);
+int queue_sync_removals(const char *spool_dir);
+int queue_drop_state(const char *spool_dir, const char *qid);
 /* Delete state/<qid> files whose queue/<qid> is gone (a crash inside queue_remove). Returns
  * the number removed or -1. Run by the queue manager at start. */
 int queue_clean_state(const char *spool_dir);

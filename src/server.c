@@ -31,6 +31,7 @@
 #include "control_async.h"
 #include "dovecot_auth.h"
 #include "dovecot_proto.h"
+#include "commit.h"
 #include "log.h"
 #include "odmr_chan.h"
 #include "peertab.h"
@@ -67,6 +68,7 @@ struct worker {
     struct peer_count *peers[PEER_BUCKETS];
     bool stopping;
     struct event *ev_term, *ev_int, *ev_grace;
+    struct committer *committer;  /* group commit thread; NULL: sessions commit inline */
 };
 
 struct conn {
@@ -95,6 +97,7 @@ struct conn {
     struct dovecot_req *sasl_req; /* an AUTH exchange relayed to Dovecot */
     char local_addr[64];          /* for Dovecot's lip/lport and rip/rport */
     unsigned local_port, peer_port;
+    struct commit_req *commit;    /* the message being committed (MODE_COMMIT), or NULL */
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -155,6 +158,9 @@ static void conn_free(struct conn *c)
         event_free(c->deadline_ev);
     if (c->held)
         evbuffer_free(c->held);
+    /* A commit in flight still completes (the message may be queued without the client
+     * hearing 250, as when the connection drops right after it): only its report is dropped. */
+    committer_cancel(c->commit);
     control_async_cancel(c->ctl);
     odmr_req_cancel(c->atrn_req);
     if (c->atrn_fd >= 0)
@@ -194,6 +200,29 @@ static void session_write(void *ctx, const char *buf, size_t len)
 }
 
 static void process_input(struct conn *c, struct evbuffer *in);
+
+/* The committer made the message durable (or failed): now the session answers 250 (or
+ * 451/452), and input the client pipelined behind the message is processed. */
+static void on_committed(void *arg, int err)
+{
+    struct conn *c = arg;
+    c->commit = NULL;
+    if (c->closing)
+        return; /* the session already ended (timeout, shutdown): nobody to answer */
+    session_commit_done(c->session, err);
+    bufferevent_enable(c->bev, EV_READ);
+    process_input(c, bufferevent_get_input(c->bev));
+}
+
+/* End of data with a committer: hand the message over and read nothing from this client until
+ * it is durable (other sessions go on meanwhile). Reading stays off so a client cannot pile
+ * up input, and no read timeout runs while the wait is ours. */
+static void session_commit(void *ctx, struct queue_writer *qw)
+{
+    struct conn *c = ctx;
+    bufferevent_disable(c->bev, EV_READ);
+    c->commit = committer_submit(c->w->committer, qw, on_committed, c);
+}
 
 static void on_pause_over(evutil_socket_t fd, short what, void *arg)
 {
@@ -507,7 +536,7 @@ static void process_input(struct conn *c, struct evbuffer *in)
     for (;;) {
         enum session_mode mode = session_mode(c->session);
         if (mode == MODE_CLOSE || mode == MODE_STARTTLS || mode == MODE_WAIT ||
-            mode == MODE_RELAY || c->paused)
+            mode == MODE_RELAY || mode == MODE_COMMIT || c->paused)
             break;
         size_t have = evbuffer_get_length(in);
         if (have == 0)
@@ -834,7 +863,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause,
-                            .control = session_control, .atrn = session_atrn};
+                            .control = session_control, .atrn = session_atrn,
+                            .commit = w->committer ? session_commit : NULL};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
     if (s) {
         session_set_users(s, w->dovecot ? NULL : w->users);
@@ -989,6 +1019,9 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
     w.listeners = calloc(nfds ? nfds : 1, sizeof *w.listeners);
     if (!w.listeners)
         goto out;
+    w.committer = committer_new(w.base);
+    if (!w.committer) /* still correct, only slower: each session fsyncs on the loop */
+        log_warn("cannot start the commit thread (%s): committing inline", strerror(errno));
     for (size_t i = 0; i < nfds; i++) {
         /* libevent accepts until EAGAIN: a blocking listener would stall the whole loop. */
         if (evutil_make_socket_nonblocking(fds[i].fd) < 0) {
@@ -1023,6 +1056,7 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
 out:
     while (w.conns)
         conn_free(w.conns);
+    committer_free(w.committer); /* after the sessions: finishes the commits in flight */
     for (size_t i = 0; i < w.nlisteners; i++)
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);

@@ -66,6 +66,7 @@ enum state {
     ST_STARTTLS,  /* 220 sent to STARTTLS, waiting for the handshake */
     ST_ATRN_WAIT, /* ATRN: waiting for the queue manager (RFC 2645) */
     ST_TURNED,    /* 250 to ATRN sent: the connection is the queue manager's now */
+    ST_COMMIT,    /* end of data: the message is being made durable (io.commit) */
     ST_CLOSED,
 };
 
@@ -296,10 +297,22 @@ static void message_finish(struct session *s, unsigned flags)
     }
     struct queue_writer *qw = s->qw;
     s->qw = NULL;
-    if (queue_writer_commit(qw) < 0) {
-        int e = errno;
-        log_err("queue commit failed qid=%s: %s", s->env.qid, strerror(e));
-        reply(s, storage_reply(e));
+    if (s->io.commit) {
+        /* Group commit: the I/O layer syncs the file off the event loop together with other
+         * sessions' messages and calls session_commit_done; no 250 before that. */
+        s->state = ST_COMMIT;
+        s->io.commit(s->io.ctx, qw);
+        return;
+    }
+    int err = queue_writer_commit(qw) < 0 ? (errno ? errno : EIO) : 0;
+    session_commit_done(s, err);
+}
+
+void session_commit_done(struct session *s, int err)
+{
+    if (err) {
+        log_err("queue commit failed qid=%s: %s", s->env.qid, strerror(err));
+        reply(s, storage_reply(err));
         transaction_reset(s);
         return;
     }
@@ -2017,6 +2030,8 @@ enum session_mode session_mode(const struct session *s)
         return MODE_RELAY;
     if (s->auth_step == AUTH_EXT_WAIT)
         return MODE_WAIT;
+    if (s->state == ST_COMMIT)
+        return MODE_COMMIT;
     if (s->reading_chunk)
         return MODE_CHUNK;
     if (s->state == ST_DATA)

@@ -22,7 +22,10 @@ enum session_mode {
     MODE_CLOSE,  /* the session is over: flush output and close */
     MODE_RELAY,  /* after "250" to ATRN the roles turned (RFC 2645): the connection now carries
                     the queue manager's SMTP client; relay bytes, the session is done */
+    MODE_COMMIT, /* end of data: waiting for session_commit_done; read nothing meanwhile */
 };
+
+struct queue_writer;
 
 struct session_io {
     void (*write)(void *ctx, const char *buf, size_t len);
@@ -36,6 +39,10 @@ struct session_io {
     /* Optional (NULL: ATRN answers 451). Ask the queue manager for the held mail of these
      * domains (comma-separated, RFC 2645); the I/O layer answers with session_atrn_result. */
     void (*atrn)(void *ctx, const char *domains);
+    /* Optional (NULL: queue_writer_commit, blocking, then 250). Make the finished message
+     * durable in the background (group commit, commit.h) and call session_commit_done when
+     * it is; the 250 is written only then. Takes over qw. */
+    void (*commit)(void *ctx, struct queue_writer *qw);
 };
 
 struct users;
@@ -102,6 +109,8 @@ void session_line_too_long(struct session *s);
 size_t session_data(struct session *s, const char *buf, size_t len);
 /* The answer to io->control: n from "OK <n>", or -1 and why. */
 void session_control_done(struct session *s, long n, const char *err);
+/* The io->commit of the message finished: err 0 (durable: 250) or an errno (451/452). */
+void session_commit_done(struct session *s, int err);
 /* The client was idle too long (421 4.4.2), or the server is stopping (421 4.3.2). */
 void session_timeout(struct session *s);
 void session_shutdown(struct session *s);

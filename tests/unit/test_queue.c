@@ -1,6 +1,8 @@
 /* test_queue.c - the durable spool on a real file system: queue IDs, the writer (commit,
  * abort, failures leave nothing behind, including ENOSPC on a tiny tmpfs when we may mount
- * one), tmp/ cleanup, and the queue manager's scan / load / save_state / remove. */
+ * one), tmp/ cleanup, the queue manager's scan / load / save_state / remove, and group
+ * commit: queue_commit_round's pipeline (renamed only after the sync, reported durable one
+ * round later) and the committer thread (commit.c) reporting on the event loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "commit.h"
 #include "queue.h"
 #include "util.h"
 
@@ -536,6 +541,141 @@ static void test_clean_state(void **state)
     assert_int_equal(count_files("state"), 1); /* the one with a queue file stays */
 }
 
+/* ---- group commit (queue_commit_round, and the committer thread of commit.h) ---------- */
+
+/* A writer with one recipient and body "message N"; its qid goes to qid. */
+static struct queue_writer *open_message(int n, char qid[QUEUE_ID_MAX])
+{
+    struct envelope env;
+    make_env(&env);
+    struct queue_writer *w = queue_writer_open(spool, &env);
+    assert_non_null(w);
+    char body[64];
+    int len = snprintf(body, sizeof body, "message %d\r\n", n);
+    assert_int_equal(queue_writer_write(w, body, (size_t)len), 0);
+    str_copy(qid, QUEUE_ID_MAX, env.qid);
+    envelope_free(&env);
+    return w;
+}
+
+/* The committed file of qid holds body "message N". */
+static void assert_queued(const char *qid, int n)
+{
+    struct envelope env;
+    envelope_init(&env);
+    int fd;
+    off_t off;
+    assert_int_equal(queue_load(spool, qid, &env, &fd, &off), 0);
+    char buf[64], want[64];
+    ssize_t r = pread(fd, buf, sizeof buf - 1, off);
+    assert_true(r > 0);
+    buf[r] = '\0';
+    snprintf(want, sizeof want, "message %d\r\n", n);
+    assert_string_equal(buf, want);
+    close(fd);
+    envelope_free(&env);
+}
+
+static void test_round_pipeline(void **state)
+{
+    (void)state;
+    struct queue_writer *w[3], *none = NULL;
+    char qid[3][QUEUE_ID_MAX];
+    int errs[3], unused = 0;
+    for (int i = 0; i < 3; i++)
+        w[i] = open_message(i, qid[i]);
+    assert_int_equal(count_files("tmp"), 3);
+    /* Round 1: synced and renamed, not reported yet; the writers live on. */
+    queue_commit_round(w, 3, errs, &none, 0, &unused);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(errs[i], 0);
+        assert_non_null(w[i]);
+    }
+    assert_int_equal(count_files("tmp"), 0);
+    assert_int_equal(count_files("queue"), 3);
+    /* Round 2: their renames made durable; freed (ASan checks). A fresh one joins. */
+    struct queue_writer *fresh[1];
+    char qid4[QUEUE_ID_MAX];
+    int ferr[1];
+    fresh[0] = open_message(4, qid4);
+    queue_commit_round(fresh, 1, ferr, w, 3, errs);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(errs[i], 0);
+        assert_null(w[i]);
+        assert_queued(qid[i], i);
+    }
+    assert_int_equal(ferr[0], 0);
+    queue_commit_round(&none, 0, &unused, fresh, 1, ferr);
+    assert_int_equal(ferr[0], 0);
+    assert_queued(qid4, 4);
+    assert_int_equal(count_files("queue"), 4);
+}
+
+/* A rename that fails (queue/ is gone): that message fails at once, nothing is left in
+ * tmp/, and the other message of the round is unaffected. */
+static void test_round_failure(void **state)
+{
+    (void)state;
+    char qid[2][QUEUE_ID_MAX], path[400];
+    struct queue_writer *w[2] = {open_message(0, qid[0]), open_message(1, qid[1])};
+    int errs[2], unused = 0;
+    struct queue_writer *none = NULL;
+    snprintf(path, sizeof path, "%s/queue", spool);
+    assert_int_equal(rmdir(path), 0);
+    queue_commit_round(w, 2, errs, &none, 0, &unused);
+    assert_int_equal(errs[0], ENOENT);
+    assert_int_equal(errs[1], ENOENT);
+    assert_null(w[0]);
+    assert_null(w[1]);
+    assert_int_equal(count_files("tmp"), 0);
+}
+
+struct tally {
+    struct event_base *base;
+    int done, failed, expect;
+};
+
+static void on_done(void *arg, int err)
+{
+    struct tally *t = arg;
+    t->done++;
+    if (err)
+        t->failed++;
+    if (t->done == t->expect)
+        event_base_loopbreak(t->base);
+}
+
+static void on_cancelled(void *arg, int err)
+{
+    (void)arg, (void)err;
+    fail_msg("a cancelled request was reported");
+}
+
+static void test_committer(void **state)
+{
+    (void)state;
+    struct tally t = {.base = event_base_new(), .expect = 20};
+    assert_non_null(t.base);
+    struct committer *c = committer_new(t.base);
+    assert_non_null(c);
+    char qid[21][QUEUE_ID_MAX];
+    for (int i = 0; i < 20; i++)
+        committer_submit(c, open_message(i, qid[i]), on_done, &t);
+    committer_cancel(committer_submit(c, open_message(20, qid[20]), on_cancelled, NULL));
+    struct timeval limit = {60, 0}; /* a hang fails the test instead of blocking the run */
+    event_base_loopexit(t.base, &limit);
+    assert_int_equal(event_base_dispatch(t.base), 0);
+    assert_int_equal(t.done, 20);
+    assert_int_equal(t.failed, 0);
+    for (int i = 0; i < 20; i++)
+        assert_queued(qid[i], i);
+    committer_free(c); /* finishes the cancelled one too: committed, just not reported */
+    assert_queued(qid[20], 20);
+    assert_int_equal(count_files("queue"), 21);
+    assert_int_equal(count_files("tmp"), 0);
+    event_base_free(t.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -551,6 +691,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_pipeline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_committer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
