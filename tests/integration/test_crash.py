@@ -31,7 +31,8 @@ g = Group("crash", server=False)
 
 SENDERS = 6
 PER_SENDER = 25
-MAX_PER_SENDER = 250     # bounds the load if the kills take long (restart back-off)
+MAX_PER_SENDER = 250     # bounds the load if the kills take long (restart back-off):
+                         # past PER_SENDER a sender paces itself, so about 22 s more
 RCPTS = ["demo@localhost", "alice@localhost", "bob@localhost"]
 TOKEN_RE = re.compile(rb"X-Crash-Token: (\S+)")
 
@@ -89,6 +90,10 @@ class Load:
             i += 1
             if (i >= PER_SENDER and self.stop.is_set()) or i >= MAX_PER_SENDER:
                 break
+            if i >= PER_SENDER:
+                # Past the planned load the kills are still under way (restart back-off):
+                # keep some load going, slowly, so the cap is not reached before they are.
+                time.sleep(0.1)
             token = "%s-%d-%d" % (self.run, n, i)
             rcpts = rnd.sample(RCPTS, rnd.choice((1, 2)))
             body = ("From: crash@example.org\r\nSubject: crash %s\r\nX-Crash-Token: %s\r\n\r\n"
