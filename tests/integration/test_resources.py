@@ -194,8 +194,12 @@ def _(make):
     srv.chown_tree(srv.spool)
     srv.start()
     subj = unique("inodes-before")
-    send(srv, subj)
+    qid = send(srv, subj)
     srv.wait_delivery("demo@localhost", subj)
+    # The delivered message's files are unlinked by the queue manager's removal thread a moment
+    # later; fill the inodes only after that, or the removal frees some again.
+    check(poll(lambda: not srv.queued(qid), 20), "queue files of %s not removed: %s" % (
+        qid, srv.queued(qid)))
     fillers = os.path.join(srv.spool, "fillers")
     os.mkdir(fillers)
     n = 0
