@@ -181,8 +181,10 @@ def crash_run(make, kind, nkills):
     load.start()
     rnd = random.Random()
     done = 0
+    acked_before = 0  # each kill waits for mail acknowledged since the last one (valgrind is slow)
     while done < nkills and load.alive():
         time.sleep(rnd.uniform(0.05, 0.6))
+        poll(lambda: len(load.acked) > acked_before, 60)
         if kind == "worker":
             pids = kids_named(srv, "tern-smtp")
         elif kind == "qmgr":
@@ -202,6 +204,7 @@ def crash_run(make, kind, nkills):
             except ProcessLookupError:
                 pass
         done += 1
+        acked_before = len(load.acked)
         if kind == "group":
             srv.proc.wait(30)
             for p in pids:        # the children must be gone before a new supervisor starts
