@@ -342,7 +342,7 @@ def _(srv):
     srv._odmr_hanging = c
 
 
-@lg.test("stop-during-an-atrn-session-is-clean")
+@g.test("stop-during-an-atrn-session-is-clean")   # last of "odmr": not in the 2 s lifetime group
 def _(srv):
     # The turned session is left waiting for the customer's greeting; the group's end stops
     # tern (SIGTERM) and checks for a clean exit without sanitizer reports.
