@@ -375,6 +375,7 @@ class Tern:
         self.build = build
         self.name = name
         self.binary = os.path.join(build, "tern")
+        self.wrapper = WRAPPER   # a test may run its server without valgrind (see test_resources)
         base = os.environ.get("TERN_IT_TMP") or None
         self.dir = tempfile.mkdtemp(prefix="tern-it-%s." % name, dir=base)
         os.chmod(self.dir, 0o755)          # Dovecot's unprivileged helpers must traverse it
@@ -470,7 +471,7 @@ class Tern:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        self.proc = subprocess.Popen(WRAPPER + [self.binary, "serve", "-c", self.conf],
+        self.proc = subprocess.Popen(self.wrapper + [self.binary, "serve", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT, env=env,
                                      cwd=self.dir)
