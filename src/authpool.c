@@ -4,21 +4,18 @@
  * Threading: the loop owns the callbacks and the requesters; a thread takes a request from the
  * queue, runs users_check_hash (crypt_r, reentrant) on the request's own copies and moves it
  * to the finished list. Both lists and the cancelled flag are under mu; the thread wakes the
- * loop through an eventfd, as commit.c does. Requests are answered in the order they finish. */
+ * loop through an eventfd (loopthread.h). Requests are answered in the order they finish. */
 #include "authpool.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "loopthread.h"
 #include "users.h"
 #include "util.h"
 
@@ -47,8 +44,7 @@ struct authpool {
     struct req_queue todo;       /* loop -> threads, under mu */
     struct req_queue finished;   /* threads -> loop, under mu */
     bool stop;                   /* under mu */
-    int efd;                     /* eventfd: "finished is not empty" */
-    struct event *ev;
+    struct loopthread_wake wake; /* "finished is not empty" */
 };
 
 static void queue_append(struct req_queue *q, struct authpool_req *r)
@@ -102,10 +98,8 @@ static void *check_thread(void *arg)
         pthread_mutex_lock(&p->mu);
         bool was_empty = !p->finished.first;
         queue_append(&p->finished, r);
-        uint64_t one = 1;
-        /* Cannot fail short of a bug: the counter would need 2^64-1 unread wakeups. */
-        if (was_empty && write(p->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-            log_err("auth check thread: cannot wake the event loop: %s", strerror(errno));
+        if (was_empty)
+            loopthread_wake(&p->wake, "auth check");
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -116,9 +110,7 @@ static void on_finished(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct authpool *p = arg;
-    uint64_t n;
-    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
-        log_err("auth check: cannot read eventfd: %s", strerror(errno));
+    loopthread_wake_clear(fd, "auth check");
     pthread_mutex_lock(&p->mu);
     struct req_queue done = p->finished;
     p->finished.first = p->finished.last = NULL;
@@ -141,42 +133,27 @@ struct authpool *authpool_new(struct event_base *base, unsigned threads)
         threads = AUTHPOOL_THREADS_MAX;
     struct authpool *p = xcalloc(1, sizeof *p);
     int rc = 0;
-    p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (p->efd < 0)
+    if (loopthread_wake_init(&p->wake, base, on_finished, p) < 0)
         goto fail;
-    p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, on_finished, p);
-    if (!p->ev || event_add(p->ev, NULL) < 0)
+    if ((rc = loopthread_sync_init(&p->mu, &p->cv)) != 0) {
+        errno = rc;
         goto fail;
-    rc = pthread_mutex_init(&p->mu, NULL);
-    if (rc == 0 && (rc = pthread_cond_init(&p->cv, NULL)) != 0)
-        pthread_mutex_destroy(&p->mu);
-    if (rc != 0)
-        goto fail;
-    /* Signals stay with the loop's thread (libevent's signal events): block them all here. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    }
     while (p->nthreads < threads &&
-           (rc = pthread_create(&p->threads[p->nthreads], NULL, check_thread, p)) == 0)
+           (rc = loopthread_start(&p->threads[p->nthreads], check_thread, p)) == 0)
         p->nthreads++;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (p->nthreads == 0) {
-        pthread_cond_destroy(&p->cv);
-        pthread_mutex_destroy(&p->mu);
+        loopthread_sync_destroy(&p->mu, &p->cv);
+        errno = rc;
         goto fail;
     }
     if (p->nthreads < threads) /* fewer threads only make checks wait longer */
         log_warn("auth checks: started %u of %u threads: %s", p->nthreads, threads,
                  strerror(rc));
     return p;
-fail:;
-    int saved = rc ? rc : errno;
-    if (p->ev)
-        event_free(p->ev);
-    if (p->efd >= 0)
-        close(p->efd);
+fail:
+    loopthread_wake_free(&p->wake);
     free(p);
-    errno = saved;
     return NULL;
 }
 
@@ -217,9 +194,7 @@ void authpool_free(struct authpool *p)
         pthread_join(p->threads[i], NULL); /* each finishes the check it is running */
     for (struct authpool_req *r; (r = queue_pop(&p->todo)) || (r = queue_pop(&p->finished));)
         req_free(r);
-    event_free(p->ev);
-    close(p->efd);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
+    loopthread_wake_free(&p->wake);
+    loopthread_sync_destroy(&p->mu, &p->cv);
     free(p);
 }

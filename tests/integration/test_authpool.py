@@ -192,7 +192,8 @@ def _(make):
     c.expect(c.read(timeout=60), 421, "4.4.2")
     check(c.at_eof(), "connection still open after 421")
     c.close()
-    check(poll(lambda: "auth check: result dropped, its session has ended" in srv.log_text(), 120),
+    dropped = "auth check: result dropped, its session has ended"
+    check(poll(lambda: dropped in srv.log_text(), 120),
           "the check of the ended session was not dropped\n" + srv.log_tail())
     check("user=%s result=failed" % SLOW_USER not in srv.log_text(),
           "a result was given to a session that had ended")
