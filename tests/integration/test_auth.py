@@ -448,7 +448,10 @@ def _(make):
     c, _ = sub_tls(srv)
     c.cmd("AUTH PLAIN " + b64("\0%s\0bad1" % USER), 535, "5.7.8")
     c.send("AUTH PLAIN " + b64("\0%s\0bad2" % USER) + "\r\n")   # held back 2 s
-    time.sleep(0.3)
+    # the password is checked off the loop (authpool.c): wait until the failure is logged,
+    # which is when its delay starts
+    check(poll(lambda: re.search(r"user=%s result=failed failures=2 " % re.escape(USER),
+                                 srv.log_text()), 60), "the second failure was not logged")
     srv.send_signal(signal.SIGTERM)                                # grace 1 s < 2 s
     c.expect(c.read(10), 535, "5.7.8")
     c.expect(c.read(10), 421, "4.3.2")
