@@ -3,10 +3,11 @@
 (src/authpool.c), against a real `tern serve` with ONE worker, so every client shares its loop.
 
 A users-file entry with a deliberately expensive bcrypt hash ("$2b$15$", seconds per check)
-stands for a brute-force client's checks. While two guessers' checks are outstanding, another
-client on the same worker runs 20 complete transactions (and NOOPs): the proof is the order of
-the server's log lines and replies, not a clock - every one of the 20 "queued" lines must come
-after both "check=started" lines and before any "result=failed" line, and the guessers must
+stands for a brute-force client's check. While a guesser's check is outstanding, another
+client on the same worker authenticates (on the pool's other thread) and runs 20 complete
+transactions (and NOOPs): the proof is the order of the server's log lines and replies, not a
+clock - the other client's "result=ok" and every one of its 20 "queued" lines must come after
+the guess's "check=started" line and before its "result=failed" line, and the guesser must
 have had no reply yet. With the check on the loop, the other client would not even get its
 EHLO answered before the checks ended. Also: commands pipelined behind AUTH wait for its
 result (a MAIL sent in the same packet as a good AUTH PLAIN on the submission port gets 250,
@@ -25,7 +26,7 @@ from ternlib import Group, build_dir, check, message, poll, run_main, unique, SL
 
 FAST_USER, FAST_PW = "alice@localhost", "correct horse battery"
 SLOW_USER = "slow@localhost"
-GUESSERS = 2        # one per check thread: both checks run at once
+GUESSERS = 1        # one of the two check threads: the other one serves the legitimate AUTH
 TRANSACTIONS = 20
 
 WORK = tempfile.mkdtemp(prefix="tern-it-authpool.", dir=os.environ.get("TERN_IT_TMP") or None)
@@ -101,11 +102,12 @@ def _(srv):
           "the guessers' checks were not started off the loop\n" + srv.log_tail(mark))
 
     tags = [unique("authpool-progress-%d" % i) for i in range(TRANSACTIONS)]
-    b = srv.connect()
+    b = srv.connect(port="sub")
     b.ehlo()
+    b.cmd(plain(FAST_USER, FAST_PW), 235, "2.7.0", timeout=60)   # not stuck behind the guess
     qids = []
     for i in range(TRANSACTIONS):
-        b.mail("progress-%d@example.org" % i)
+        b.mail(FAST_USER)
         b.rcpt("demo@localhost")
         qids.append(b.data(message(tags[i])))
         b.cmd("NOOP", 250)
@@ -121,6 +123,8 @@ def _(srv):
     queued = [text.find("queued qid=%s " % q) for q in qids]
     check(all(p >= 0 for p in queued), "not every transaction was logged as queued")
     check(min(queued) > last_start, "a transaction was logged before the checks started")
+    ok = text.find("user=%s result=ok" % FAST_USER)
+    check(last_start < ok < min(queued), "the other client's AUTH was not logged in between")
     failed = text.find("user=%s result=failed" % SLOW_USER)
     check(failed < 0 or failed > max(queued),
           "a guess's result was logged before the other client's transactions ended\n"
