@@ -18,6 +18,7 @@ import base64
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -211,4 +212,8 @@ def _(make):
 
 
 if __name__ == "__main__":
-    run_main()
+    try:
+        run_main()
+    finally:
+        if not os.environ.get("TERN_IT_KEEP"):
+            shutil.rmtree(WORK, True)
