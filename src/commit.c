@@ -18,15 +18,12 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "log.h"
+#include "loopthread.h"
 #include "util.h"
 
 /* At most this many new messages per round (more wait for the next round). */
@@ -52,8 +49,7 @@ struct committer {
     struct req_list pending;     /* loop -> thread, under mu */
     struct req_list finished;    /* thread -> loop, under mu */
     bool stop;                   /* under mu */
-    int efd;                     /* eventfd: "finished is not empty" */
-    struct event *ev;
+    struct loopthread_wake wake; /* "finished is not empty" */
 };
 
 static void list_init(struct req_list *l)
@@ -148,10 +144,7 @@ static void *commit_thread(void *arg)
         pthread_mutex_lock(&c->mu);
         if (done.head) {
             list_splice(&c->finished, &done);
-            uint64_t one = 1;
-            /* Cannot fail short of a bug: the counter would need 2^64-1 unread wakeups. */
-            if (write(c->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-                log_err("commit thread: cannot wake the event loop: %s", strerror(errno));
+            loopthread_wake(&c->wake, "commit");
         }
     }
     pthread_mutex_unlock(&c->mu);
@@ -163,9 +156,7 @@ static void on_finished(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct committer *c = arg;
-    uint64_t n;
-    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
-        log_err("commit: cannot read eventfd: %s", strerror(errno));
+    loopthread_wake_clear(fd, "commit");
     pthread_mutex_lock(&c->mu);
     struct commit_req *r = c->finished.head;
     list_init(&c->finished);
@@ -184,40 +175,23 @@ struct committer *committer_new(struct event_base *base)
     struct committer *c = xcalloc(1, sizeof *c);
     list_init(&c->pending);
     list_init(&c->finished);
-    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (c->efd < 0)
+    if (loopthread_wake_init(&c->wake, base, on_finished, c) < 0)
         goto fail;
-    c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, on_finished, c);
-    if (!c->ev || event_add(c->ev, NULL) < 0)
-        goto fail;
-    int rc = pthread_mutex_init(&c->mu, NULL);
-    if (rc == 0 && (rc = pthread_cond_init(&c->cv, NULL)) != 0)
-        pthread_mutex_destroy(&c->mu);
+    int rc = loopthread_sync_init(&c->mu, &c->cv);
     if (rc != 0) {
         errno = rc;
         goto fail;
     }
-    /* Signals stay with the loop's thread (libevent's signal events): block them all here. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&c->thread, NULL, commit_thread, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = loopthread_start(&c->thread, commit_thread, c);
     if (rc != 0) {
-        pthread_cond_destroy(&c->cv);
-        pthread_mutex_destroy(&c->mu);
+        loopthread_sync_destroy(&c->mu, &c->cv);
         errno = rc;
         goto fail;
     }
     return c;
-fail:;
-    int saved = errno;
-    if (c->ev)
-        event_free(c->ev);
-    if (c->efd >= 0)
-        close(c->efd);
+fail:
+    loopthread_wake_free(&c->wake);
     free(c);
-    errno = saved;
     return NULL;
 }
 
@@ -254,9 +228,7 @@ void committer_free(struct committer *c)
         next = r->next;
         free(r);
     }
-    event_free(c->ev);
-    close(c->efd);
-    pthread_cond_destroy(&c->cv);
-    pthread_mutex_destroy(&c->mu);
+    loopthread_wake_free(&c->wake);
+    loopthread_sync_destroy(&c->mu, &c->cv);
     free(c);
 }

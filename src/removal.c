@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "loopthread.h"
 #include "notify.h"
 #include "queue.h"
 #include "util.h"
@@ -84,20 +84,9 @@ struct removal *removal_new(const char *spool_dir)
 {
     struct removal *r = xcalloc(1, sizeof *r);
     r->spool_dir = spool_dir;
-    int rc = pthread_mutex_init(&r->mu, NULL);
-    if (rc == 0 && (rc = pthread_cond_init(&r->cv, NULL)) != 0)
-        pthread_mutex_destroy(&r->mu);
-    if (rc == 0) {
-        sigset_t all, old; /* signals belong to the event loop's thread */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = pthread_create(&r->thread, NULL, removal_thread, r);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc != 0) {
-            pthread_cond_destroy(&r->cv);
-            pthread_mutex_destroy(&r->mu);
-        }
-    }
+    int rc = loopthread_sync_init(&r->mu, &r->cv);
+    if (rc == 0 && (rc = loopthread_start(&r->thread, removal_thread, r)) != 0)
+        loopthread_sync_destroy(&r->mu, &r->cv);
     if (rc != 0) {
         free(r);
         errno = rc;
@@ -130,7 +119,6 @@ void removal_free(struct removal *r)
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL); /* it finishes what is pending first */
     free(r->items);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
+    loopthread_sync_destroy(&r->mu, &r->cv);
     free(r);
 }

@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 
 #include "authlock.h"
+#include "authpool.h"
 #include "control_async.h"
 #include "dovecot_auth.h"
 #include "dovecot_proto.h"
@@ -42,6 +43,9 @@
 
 #define PEER_BUCKETS 1024
 #define RELAY_HIGH (1u << 20) /* ATRN relay: stop reading the queue manager above this */
+/* Threads checking AUTH passwords per worker: a second one keeps a legitimate user's check
+ * from queueing behind a single guesser's; more would only compete for the same cores. */
+#define AUTH_CHECK_THREADS 2
 
 struct peer_count {
     struct peer_count *next;
@@ -69,6 +73,7 @@ struct worker {
     bool stopping;
     struct event *ev_term, *ev_int, *ev_grace;
     struct committer *committer;  /* group commit thread; NULL: sessions commit inline */
+    struct authpool *authpool;    /* password check threads; NULL: sessions check inline */
 };
 
 struct conn {
@@ -98,6 +103,7 @@ struct conn {
     char local_addr[64];          /* for Dovecot's lip/lport and rip/rport */
     unsigned local_port, peer_port;
     struct commit_req *commit;    /* the message being committed (MODE_COMMIT), or NULL */
+    struct authpool_req *check;   /* AUTH PLAIN/LOGIN: the password being checked, or NULL */
 };
 
 static void conn_read(struct bufferevent *bev, void *arg);
@@ -170,6 +176,7 @@ static void conn_free(struct conn *c)
     session_free(c->session); /* cancels a relayed AUTH exchange (sasl_cancel) */
     if (c->sasl_req)
         dovecot_auth_cancel(c->sasl_req);
+    authpool_cancel(c->check); /* the thread may still run it; nobody hears the result */
     bufferevent_free(c->bev); /* closes the socket */
     if (c->peer)
         peer_put(w, c->peer);
@@ -609,12 +616,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 /* ---- AUTH relayed to Dovecot (session_sasl) --------------------------------------------- */
 
-static void on_sasl_answer(void *arg, const struct dovecot_line *answer)
+/* The session had the answer its AUTH waited for (MODE_WAIT: Dovecot, a password check):
+ * close, wait for the failure delay, or go on with what the client pipelined. */
+static void auth_answered(struct conn *c)
 {
-    struct conn *c = arg;
-    if (!answer || answer->kind != DOVECOT_CONT)
-        c->sasl_req = NULL; /* dovecot_auth has forgotten the request */
-    session_sasl_answer(c->session, answer);
     if (c->closing)
         return;
     if (session_mode(c->session) == MODE_CLOSE) {
@@ -624,6 +629,15 @@ static void on_sasl_answer(void *arg, const struct dovecot_line *answer)
     if (c->paused)
         return; /* a failed AUTH: on_pause_over resumes */
     resume_input(c);
+}
+
+static void on_sasl_answer(void *arg, const struct dovecot_line *answer)
+{
+    struct conn *c = arg;
+    if (!answer || answer->kind != DOVECOT_CONT)
+        c->sasl_req = NULL; /* dovecot_auth has forgotten the request */
+    session_sasl_answer(c->session, answer);
+    auth_answered(c);
 }
 
 static const struct dovecot_mechs *sasl_mechs(void *ctx)
@@ -679,6 +693,22 @@ static const struct session_sasl sasl_ops = {
     .cont = sasl_cont,
     .cancel = sasl_cancel,
 };
+
+/* ---- AUTH PLAIN/LOGIN against the users file: crypt off the loop (authpool.h) ------------ */
+
+static void on_password_checked(void *arg, bool ok)
+{
+    struct conn *c = arg;
+    c->check = NULL;
+    session_password_checked(c->session, ok);
+    auth_answered(c);
+}
+
+static void session_check_password(void *ctx, const char *hash, const char *password)
+{
+    struct conn *c = ctx;
+    c->check = authpool_check(c->w->authpool, hash, password, on_password_checked, c);
+}
 
 static void conn_read(struct bufferevent *bev, void *arg)
 {
@@ -864,7 +894,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     struct session_io io = {.write = session_write, .ctx = c, .pause = session_pause,
                             .control = session_control, .atrn = session_atrn,
-                            .commit = w->committer ? session_commit : NULL};
+                            .commit = w->committer ? session_commit : NULL,
+                            .check_password = w->authpool ? session_check_password : NULL};
     struct session *s = bev ? session_new(w->cfg, lc, addr, &io) : NULL;
     if (s) {
         session_set_users(s, w->dovecot ? NULL : w->users);
@@ -1022,6 +1053,12 @@ int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, siz
     w.committer = committer_new(w.base);
     if (!w.committer) /* still correct, only slower: each session fsyncs on the loop */
         log_warn("cannot start the commit thread (%s): committing inline", strerror(errno));
+    if (users && cfg->auth_backend != AUTH_BACKEND_DOVECOT) {
+        w.authpool = authpool_new(w.base, AUTH_CHECK_THREADS);
+        if (!w.authpool) /* still correct: AUTH then stalls this worker ~50 ms per check */
+            log_warn("cannot start the password check threads (%s): checking on the event loop",
+                     strerror(errno));
+    }
     for (size_t i = 0; i < nfds; i++) {
         /* libevent accepts until EAGAIN: a blocking listener would stall the whole loop. */
         if (evutil_make_socket_nonblocking(fds[i].fd) < 0) {
@@ -1057,6 +1094,7 @@ out:
     while (w.conns)
         conn_free(w.conns);
     committer_free(w.committer); /* after the sessions: finishes the commits in flight */
+    authpool_free(w.authpool);    /* after the sessions: nobody waits for a check any more */
     for (size_t i = 0; i < w.nlisteners; i++)
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);

@@ -51,6 +51,7 @@ enum auth_step {
     AUTH_EXT_WAIT,   /* relayed to the external SASL server: waiting for its answer */
     AUTH_EXT_CONT,   /* its challenge sent as 334: waiting for the client's response */
     AUTH_EXT_FINAL,  /* it succeeded with final data, sent as 334: waiting for "" */
+    AUTH_CHECK_WAIT, /* PLAIN/LOGIN password handed to io.check_password: waiting for it */
 };
 
 /* Growing delay after failed AUTH attempts: 1 s, doubling, at most this. */
@@ -115,6 +116,10 @@ struct session {
     const struct session_sasl *sasl; /* external SASL server (Dovecot), or NULL */
     char ext_mech[DOVECOT_MECH_NAME_MAX + 1]; /* the relayed mechanism, for the log */
     char ext_user[USERS_NAME_MAX + 1]; /* AUTH_EXT_FINAL: who succeeded */
+    /* AUTH_CHECK_WAIT: the exchange whose password is being checked */
+    const char *check_mech;         /* "PLAIN" or "LOGIN" */
+    char check_user[USERS_NAME_MAX + 1];
+    bool check_known;               /* false: checked against dummy_hash, fails whatever */
 };
 
 /* Is AUTH offered at all (a users table or an external SASL server)? */
@@ -1053,15 +1058,37 @@ static void auth_reset(struct session *s)
     }
 }
 
-static bool auth_check(const struct session *s, const char *user, const char *password)
+static void auth_done(struct session *s, const char *mech, const char *user, bool ok);
+
+/* Check user's password (PLAIN, LOGIN), then auth_done. An unknown user is checked against
+ * dummy_hash, so that costs the same. With io.check_password the check runs off the loop and
+ * the session waits (MODE_WAIT) for session_password_checked; else it runs here. */
+static void auth_check(struct session *s, const char *mech, const char *user,
+                       const char *password)
 {
     const struct user_entry *e = users_find(s->users, user);
-    if (!e) {
-        struct user_entry dummy = {.crypt_hash = (char *)dummy_hash};
-        (void)users_check_password(&dummy, password);
-        return false;
+    const char *hash = e ? e->crypt_hash : dummy_hash;
+    if (!s->io.check_password) {
+        bool ok = users_check_hash(hash, password);
+        auth_done(s, mech, user, ok && e);
+        return;
     }
-    return users_check_password(e, password);
+    s->check_mech = mech;
+    str_copy(s->check_user, sizeof s->check_user, user);
+    s->check_known = e != NULL;
+    s->auth_step = AUTH_CHECK_WAIT;
+    log_debug("auth client=[%s] mech=%s user=%s check=started", s->peer, mech, user);
+    s->io.check_password(s->io.ctx, hash, password);
+}
+
+void session_password_checked(struct session *s, bool ok)
+{
+    if (s->auth_step != AUTH_CHECK_WAIT || s->state == ST_CLOSED)
+        return; /* an answer nobody waits for any more */
+    s->auth_step = AUTH_IDLE;
+    char user[USERS_NAME_MAX + 1];
+    str_copy(user, sizeof user, s->check_user);
+    auth_done(s, s->check_mech, user, ok && s->check_known);
 }
 
 static void auth_done(struct session *s, const char *mech, const char *user, bool ok)
@@ -1132,10 +1159,11 @@ static void auth_plain(struct session *s, const unsigned char *msg, size_t len)
     memcpy(pw, nul2 + 1, pwlen);
     pw[pwlen] = '\0';
     /* No proxy authorization: an authzid other than the user itself is refused. */
-    bool ok = (authz[0] == '\0' || strcmp(authz, user) == 0) && user[0] &&
-              auth_check(s, user, pw);
-    memset(pw, 0, sizeof pw);
-    auth_done(s, "PLAIN", user, ok);
+    if ((authz[0] == '\0' || strcmp(authz, user) == 0) && user[0])
+        auth_check(s, "PLAIN", user, pw);
+    else
+        auth_done(s, "PLAIN", user, false);
+    OPENSSL_cleanse(pw, sizeof pw);
 }
 
 /* Send a 334 with msg base64-encoded. */
@@ -1347,6 +1375,8 @@ void session_sasl_answer(struct session *s, const struct dovecot_line *a)
 
 static void auth_step_line(struct session *s, const char *line, size_t len)
 {
+    if (s->auth_step == AUTH_CHECK_WAIT)
+        return; /* the I/O layer reads nothing meanwhile (MODE_WAIT); not even a cancel */
     if (len == 1 && line[0] == '*') { /* the client cancels (RFC 4954 4) */
         log_info("auth client=[%s] result=cancelled", s->peer);
         auth_reset(s);
@@ -1376,9 +1406,10 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
     case AUTH_LOGIN_PASS: {
         char user[USERS_NAME_MAX + 1];
         str_copy(user, sizeof user, s->login_user);
-        bool ok = !memchr(buf, '\0', (size_t)n) && user[0] &&
-                  auth_check(s, user, (const char *)buf);
-        auth_done(s, "LOGIN", user, ok);
+        if (!memchr(buf, '\0', (size_t)n) && user[0])
+            auth_check(s, "LOGIN", user, (const char *)buf);
+        else
+            auth_done(s, "LOGIN", user, false);
         break;
     }
     case AUTH_CRAM_WAIT:
@@ -1409,6 +1440,7 @@ static void auth_step_line(struct session *s, const char *line, size_t len)
         break;
     }
     case AUTH_EXT_WAIT: /* not reached: nothing is read meanwhile (MODE_WAIT) */
+    case AUTH_CHECK_WAIT:
     case AUTH_IDLE:
         break;
     }
@@ -2028,7 +2060,7 @@ enum session_mode session_mode(const struct session *s)
         return MODE_WAIT;
     if (s->state == ST_TURNED)
         return MODE_RELAY;
-    if (s->auth_step == AUTH_EXT_WAIT)
+    if (s->auth_step == AUTH_EXT_WAIT || s->auth_step == AUTH_CHECK_WAIT)
         return MODE_WAIT;
     if (s->state == ST_COMMIT)
         return MODE_COMMIT;

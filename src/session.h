@@ -16,9 +16,9 @@ enum session_mode {
     MODE_DATA,   /* inside DATA: dot-stuffed text until <CRLF>.<CRLF> */
     MODE_CHUNK,  /* inside BDAT: session_chunk_remaining() raw octets */
     MODE_STARTTLS, /* 220 sent to STARTTLS: drop buffered input, start the TLS handshake */
-    MODE_WAIT,   /* waiting for the queue manager (ETRN, ATRN) or the external SASL server
-                    (Dovecot): keep input until
-                    session_control_done / session_atrn_result / the SASL answer */
+    MODE_WAIT,   /* waiting for the queue manager (ETRN, ATRN), the external SASL server
+                    (Dovecot) or a password check: keep input until session_control_done /
+                    session_atrn_result / the SASL answer / session_password_checked */
     MODE_CLOSE,  /* the session is over: flush output and close */
     MODE_RELAY,  /* after "250" to ATRN the roles turned (RFC 2645): the connection now carries
                     the queue manager's SMTP client; relay bytes, the session is done */
@@ -43,6 +43,11 @@ struct session_io {
      * durable in the background (group commit, commit.h) and call session_commit_done when
      * it is; the 250 is written only then. Takes over qw. */
     void (*commit)(void *ctx, struct queue_writer *qw);
+    /* Optional (NULL: crypt on the caller's thread). Check password against a crypt(3) hash
+     * (AUTH PLAIN, LOGIN) off the event loop and call session_password_checked with the
+     * result, later, never from inside this call. Both strings are only valid during the call.
+     * Meanwhile session_mode() is MODE_WAIT. */
+    void (*check_password)(void *ctx, const char *hash, const char *password);
 };
 
 struct users;
@@ -88,6 +93,8 @@ void session_set_sasl(struct session *s, const struct session_sasl *sasl);
 /* The server's answer to start/cont: CONT (another 334), OK (user= is the authenticated
  * name) or FAIL; NULL when it could not be asked or did not answer in time (454 4.7.0). */
 void session_sasl_answer(struct session *s, const struct dovecot_line *answer);
+/* The answer to io->check_password: does the password match? */
+void session_password_checked(struct session *s, bool ok);
 /* The user name after a successful AUTH, or NULL. */
 const char *session_auth_user(const struct session *s);
 

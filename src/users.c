@@ -156,17 +156,22 @@ void users_cram_digest(const struct user_entry *e, const void *challenge, size_t
         snprintf(hex + 2 * i, 3, "%02x", outer[i]);
 }
 
-bool users_check_password(const struct user_entry *e, const char *password)
+bool users_check_hash(const char *hash, const char *password)
 {
     struct crypt_data *cd = calloc(1, sizeof *cd);
     if (!cd)
         return false;
-    const char *h = crypt_r(password, e->crypt_hash, cd);
-    size_t n = strlen(e->crypt_hash);
-    bool ok = h && h[0] != '*' && strlen(h) == n && CRYPTO_memcmp(h, e->crypt_hash, n) == 0;
+    const char *h = crypt_r(password, hash, cd);
+    size_t n = strlen(hash);
+    bool ok = h && h[0] != '*' && strlen(h) == n && CRYPTO_memcmp(h, hash, n) == 0;
     OPENSSL_cleanse(cd, sizeof *cd);
     free(cd);
     return ok;
+}
+
+bool users_check_password(const struct user_entry *e, const char *password)
+{
+    return users_check_hash(e->crypt_hash, password);
 }
 
 /* ---- text ----------------------------------------------------------------------------- */

@@ -58,6 +58,9 @@ int users_make_entry(struct user_entry *e, const char *name, const char *passwor
                      unsigned iter, char *err, size_t errlen);
 /* Does password match the entry's crypt hash? (constant-time comparison) */
 bool users_check_password(const struct user_entry *e, const char *password);
+/* The same against a crypt(3) hash string. Uses crypt_r only, so threads may call it at once
+ * (authpool.c runs it off the event loop). */
+bool users_check_hash(const char *hash, const char *password);
 
 /* The CRAM-MD5 response digest (RFC 2195) for challenge, from the stored HMAC-MD5 states,
  * as 32 lower-case hex digits. The entry must have has_cram. */

@@ -18,8 +18,8 @@ import subprocess
 import tempfile
 import time
 
-from ternlib import (SLOW, Group, check, header_values, message, mkcerts, poll, run_main,
-                     tls_client_context, unique, build_dir)
+from ternlib import (SLOW, Group, TestFailure, check, header_values, message, mkcerts, poll,
+                     run_main, tls_client_context, unique, build_dir)
 
 HOST = "mx.tern.test"
 PW = "correct horse battery"
@@ -456,7 +456,10 @@ def _(make):
     c, _ = sub_tls(srv)
     c.cmd("AUTH PLAIN " + b64("\0%s\0bad1" % USER), 535, "5.7.8")
     c.send("AUTH PLAIN " + b64("\0%s\0bad2" % USER) + "\r\n")   # held back 2 s
-    time.sleep(0.3)
+    # the password is checked off the loop (authpool.c): wait until the failure is logged,
+    # which is when its delay starts
+    check(poll(lambda: re.search(r"user=%s result=failed failures=2 " % re.escape(USER),
+                                 srv.log_text()), 60), "the second failure was not logged")
     srv.send_signal(signal.SIGTERM)                                # grace 1 s < 2 s
     c.expect(c.read(10), 535, "5.7.8")
     c.expect(c.read(10), 421, "4.3.2")

@@ -412,6 +412,97 @@ static void test_auth_plain_login(void **state)
     users_free(&u);
 }
 
+/* io.check_password: what the session asked to have checked off the loop. */
+static char checked_hash[256], checked_pw[256];
+static int checks;
+
+static void record_check(void *ctx, const char *hash, const char *password)
+{
+    (void)ctx;
+    assert_true(str_copy(checked_hash, sizeof checked_hash, hash));
+    assert_true(str_copy(checked_pw, sizeof checked_pw, password));
+    checks++;
+}
+
+/* AUTH PLAIN/LOGIN with an asynchronous password check (io.check_password, authpool.h): the
+ * session waits (MODE_WAIT) with no reply until session_password_checked, reads no command
+ * meanwhile, checks an unknown user against the dummy hash and never lets it in. */
+static void test_auth_check_async(void **state)
+{
+    (void)state;
+    struct users u = {0};
+    struct user_entry e;
+    char err[200];
+    assert_int_equal(users_make_entry(&e, "ann", "pw 1", false, 4096, err, sizeof err), 0);
+    assert_int_equal(users_put(&u, &e, false), 0);
+    const char *ann_hash = users_find(&u, "ann")->crypt_hash;
+    struct config c2 = cfg;
+    c2.auth_plaintext_loopback = true;
+    c2.max_errors = 100;
+    struct listen_cfg l = cfg.listen[0];
+    l.kind = LISTEN_SUBMISSION;
+    struct session_io io = {.write = capture, .ctx = NULL, .check_password = record_check};
+    struct session *s = session_new(&c2, &l, "127.0.0.1", &io);
+    session_set_users(s, &u);
+    session_start(s);
+    cmd(s, "EHLO client.test");
+    checks = 0;
+    assert_string_equal(cmd(s, "AUTH PLAIN AGFubgBwdyAx"), ""); /* "\0ann\0pw 1" */
+    assert_int_equal(checks, 1);
+    assert_string_equal(checked_hash, ann_hash);
+    assert_string_equal(checked_pw, "pw 1");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    assert_string_equal(cmd(s, "MAIL FROM:<ann@example.test>"), ""); /* not read meanwhile */
+    outlen = 0;
+    session_password_checked(s, true);
+    assert_true(strncmp(out, "235 2.7.0 ", 10) == 0);
+    assert_int_equal(session_mode(s), MODE_LINE);
+    assert_string_equal(session_auth_user(s), "ann");
+    outlen = 0;
+    out[0] = '\0';
+    session_password_checked(s, false); /* nobody waits: ignored */
+    assert_string_equal(out, "");
+    assert_true(strncmp(cmd(s, "MAIL FROM:<ann@example.test>"), "250 ", 4) == 0);
+    session_free(s);
+
+    /* an unknown user: the dummy hash is checked (same cost), and "ok" cannot let it in */
+    s = session_new(&c2, &l, "127.0.0.1", &io);
+    session_set_users(s, &u);
+    cmd(s, "EHLO client.test");
+    assert_string_equal(cmd(s, "AUTH PLAIN AHplZABwdyAx"), ""); /* "\0zed\0pw 1" */
+    assert_int_equal(checks, 2);
+    assert_true(strncmp(checked_hash, "$y$", 3) == 0);
+    assert_string_not_equal(checked_hash, ann_hash);
+    outlen = 0;
+    session_password_checked(s, true);
+    assert_true(strncmp(out, "535 5.7.8 ", 10) == 0);
+    assert_null(session_auth_user(s));
+    /* LOGIN waits the same way; a wrong password answers 535 */
+    assert_true(strncmp(cmd(s, "AUTH LOGIN YW5u"), "334 UGFzc3dvcmQ6\r\n", 18) == 0);
+    assert_string_equal(cmd(s, "d3Jvbmc="), ""); /* "wrong" */
+    assert_int_equal(checks, 3);
+    assert_string_equal(checked_pw, "wrong");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    outlen = 0;
+    session_password_checked(s, false);
+    assert_true(strncmp(out, "535 5.7.8 ", 10) == 0);
+    /* refused before any check: another authorization identity, an empty user */
+    assert_true(strncmp(cmd(s, "AUTH PLAIN Ym9iAGFubgBwdyAx"), "535 ", 4) == 0);
+    assert_true(strncmp(cmd(s, "AUTH PLAIN AABwdyAx"), "535 ", 4) == 0);
+    assert_int_equal(checks, 3);
+    /* the connection drops while the check runs: freeing the session is all it takes */
+    cmd(s, "AUTH PLAIN AGFubgBwdyAx");
+    assert_int_equal(session_mode(s), MODE_WAIT);
+    session_abort(s);
+    outlen = 0;
+    out[0] = '\0';
+    session_password_checked(s, true); /* a late answer after the abort is ignored */
+    assert_string_equal(out, "");
+    assert_null(session_auth_user(s));
+    session_free(s);
+    users_free(&u);
+}
+
 /* The text of a 334 reply, base64-decoded. */
 static const char *challenge(char *buf, size_t cap)
 {
@@ -1109,6 +1200,7 @@ int main(void)
         cmocka_unit_test(test_etrn_answers),
         cmocka_unit_test(test_odmr_atrn),
         cmocka_unit_test(test_auth_relay),
+        cmocka_unit_test(test_auth_check_async),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
