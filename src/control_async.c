@@ -63,7 +63,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct control_async *r = arg;
-    char err[256];
+    char err[256] = ""; /* a successful answer leaves it empty */
     if (what & BEV_EVENT_EOF) { /* the server closes after its answer */
         struct evbuffer *in = bufferevent_get_input(bev);
         size_t eol_len;

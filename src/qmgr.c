@@ -1019,8 +1019,14 @@ static void qmgr_free(struct qmgr *q)
         }
     }
     free(q->table);
-    if (q->base)
+    if (q->base) {
+        /* A bufferevent freed while a deferred callback of it was pending (outbound.c uses
+         * BEV_OPT_DEFER_CALLBACKS) is released only when that callback has run; with every
+         * other event gone, one pass of the loop runs them, or they leak at exit. */
+        if (event_base_loop(q->base, EVLOOP_NONBLOCK) < 0)
+            log_warn("cannot run the last deferred callbacks");
         event_base_free(q->base);
+    }
 }
 
 int qmgr_run(const struct config *cfg)
