@@ -541,7 +541,7 @@ def latency(server, sessions, messages, size):
         server.hold()
         r = subprocess.run([sys.executable, os.path.join(HERE, "latency.py"), HOST,
                             str(server.port), str(sessions), str(messages), str(size), RCPT],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True, check=True, timeout=2 * RUN_LIMIT)
     finally:
         server.stop()
     vals = dict(kv.split("=") for kv in r.stdout.split())
@@ -652,6 +652,12 @@ def main():
     results = {"machine": machine(), "quick": a.quick, "runs": runs, "servers": {}}
     rows = []
 
+    def save():
+        # After every figure, so a run cut short (or a figure that hangs) keeps what it got.
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+
     def chosen(label):
         return any(f in label for f in a.figures.split(","))
 
@@ -675,6 +681,7 @@ def main():
             vals[s.name] = r[key]
             log(f"    -> {fmt(r[key], unit)} {unit}")
         rows.append((label, unit, vals))
+        save()
 
     log(f"bench: {results['machine']}; {runs} run(s) per figure")
     for size, sname in ((1024, "1 KiB"), (65536, "64 KiB")):
@@ -701,9 +708,7 @@ def main():
     print(f"\nmachine: {results['machine']}")
     print(f"each figure: median of {runs} run(s); {msgs} messages per throughput run\n")
     print_table(rows, [s.name for s in servers])
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(results, f, indent=1)
+    save()
     print(f"\nraw results: {a.out}")
 
 
