@@ -56,6 +56,30 @@ def wait_listen(port, timeout=30):
         raise RuntimeError(f"nothing listens on {HOST}:{port}")
 
 
+def listeners(port):
+    """How many sockets listen on HOST:port (ss, so no probe connection)."""
+    out = subprocess.run(["ss", "-Hntl", f"sport = :{port}"], capture_output=True,
+                         text=True).stdout
+    return sum(1 for l in out.splitlines() if l.split()[3:4] == [f"{HOST}:{port}"])
+
+
+def wait_port_free(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while listeners(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"something still listens on {HOST}:{port}")
+        time.sleep(0.05)
+
+
+def alive(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def proc_children():
     """pid -> list of child pids, from /proc."""
     kids = {}
@@ -151,25 +175,46 @@ class Server:
         for p in pids:
             os.kill(p, signal.SIGSTOP)
 
+    def check_port_free(self):
+        # A server of a previous run still listening would take part of this run's clients
+        # into its own queue (what happened to Postfix: docs/performance.md).
+        if listeners(self.port):
+            raise RuntimeError(f"{self.name}: port {self.port} is still taken by a previous run")
+
+    def shutdown(self):
+        """Ask the server to stop (its own way); stop() then waits and kills what is left."""
+        self.proc.send_signal(signal.SIGTERM)
+
     def stop(self):
         if not self.proc:
             return
-        for p in self.pids():
+        # Every process of the tree, taken before anything exits: a child whose parent died
+        # is reparented out of the tree and would be missed (Postfix's master outlives the
+        # postfix-script it was started from).
+        tree = self.pids()
+        for p in tree:
             try:
                 os.kill(p, signal.SIGCONT)
             except ProcessLookupError:
                 pass
-        self.proc.send_signal(signal.SIGTERM)
+        self.shutdown()
+        deadline = time.monotonic() + 20
         try:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            for p in self.pids():
+            pass
+        while any(alive(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for p in tree:
+            if alive(p):
+                log(f"    {self.name}: pid {p} ({comm(p)}) outlived the stop: killed")
                 try:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            self.proc.wait()
+        self.proc.wait()
         self.proc = None
+        wait_port_free(self.port)
 
 
 class Tern(Server):
@@ -181,6 +226,7 @@ class Tern(Server):
         self.binary = os.path.abspath(binary)
 
     def start(self, relay):
+        self.check_port_free()
         d = self.fresh_dir()
         for sub in ("spool", "mail"):
             os.makedirs(os.path.join(d, sub))
@@ -222,6 +268,7 @@ class Postfix(Server):
     port = 2527
 
     def start(self, relay):
+        self.check_port_free()
         d = self.fresh_dir()
         cfg = os.path.join(d, "etc")
         os.makedirs(cfg)
@@ -283,12 +330,20 @@ smtputf8_enable = no
     def hold(self):
         pass  # started without its qmgr (SIGSTOP on it did not hold: it ran again)
 
+    def shutdown(self):
+        # SIGTERM to `postfix start-fg` ends only the postfix-script shell: its master (not
+        # exec'd) lives on. `postfix stop` signals the master, which ends its children.
+        subprocess.run(["postfix", "-c", os.path.join(self.dir, "etc"), "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        super().shutdown()
+
 
 class OpenSMTPD(Server):
     name = "opensmtpd"
     port = 2528
 
     def start(self, relay):
+        self.check_port_free()
         d = self.fresh_dir()
         for sub in ("spool", "run"):
             os.makedirs(os.path.join(d, sub))
@@ -360,12 +415,12 @@ class Sink:
 
 # Longest a throughput run may take (seconds); a server slower than that is measured on what
 # it got through by then (OpenSMTPD stalls: see docs/performance.md).
-RUN_LIMIT = 45
+RUN_LIMIT = 90
 
 
 def smtp_source(port, sessions, messages, size):
     """Run smtp-source (one message per connection, as clients do) for at most RUN_LIMIT
-    seconds; returns (seconds, errors)."""
+    seconds; returns (seconds, errors, capped), capped when it was stopped at the limit."""
     t0 = time.monotonic()
     p = subprocess.Popen(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l",
                           str(size), "-f", SENDER, "-t", RCPT, f"{HOST}:{port}"],
@@ -377,26 +432,32 @@ def smtp_source(port, sessions, messages, size):
         _, err = p.communicate()
         log(f"    smtp-source stopped after {RUN_LIMIT} s")
     dt = time.monotonic() - t0
+    capped = dt >= RUN_LIMIT
     errors = [l for l in err.splitlines() if l.strip()]
-    if p.returncode != 0 or errors:
+    if not capped and (p.returncode != 0 or errors):
         log(f"    smtp-source: exit {p.returncode}: {' | '.join(errors[:3])}")
-    return dt, len(errors) + (1 if p.returncode else 0)
+    return dt, len(errors) + (1 if p.returncode and not capped else 0), capped
 
 
 def queued_count(server):
-    """Messages in the server's queue, to check that a held run really accepted them all."""
+    """Messages durably in the server's queue: called after the server stopped, so nothing is
+    still being written; counts only what each server considers committed."""
     if server.name == "tern":
+        # queue/<qid> appears only after the file's fsync (tmp/ holds receptions in progress).
         return len(os.listdir(os.path.join(server.dir, "spool", "queue")))
     if server.name == "postfix":
+        # cleanup creates incoming/<id> without the owner-execute bit and sets it (fchmod)
+        # once the file is complete, just before the fsync and the 250; a file without it
+        # is a reception in progress or abandoned (Postfix's own rule: mail_queue.h).
         n = 0
-        for sub in ("incoming", "active", "deferred", "maildrop"):
-            for _, _, files in os.walk(os.path.join(server.dir, "queue", sub)):
-                n += len(files)
+        for sub in ("incoming", "active", "deferred", "hold"):
+            for top, _, files in os.walk(os.path.join(server.dir, "queue", sub)):
+                n += sum(1 for f in files if os.stat(os.path.join(top, f)).st_mode & 0o100)
         return n
+    # OpenSMTPD: a message moves from incoming/ to queue/ when it is committed.
     n = 0
-    for sub in ("queue", "incoming"):
-        for _, dirs, files in os.walk(os.path.join(server.dir, "spool", sub)):
-            n += sum(1 for f in files if f == "message")
+    for _, _, files in os.walk(os.path.join(server.dir, "spool", "queue")):
+        n += sum(1 for f in files if f == "message")
     return n
 
 
@@ -404,15 +465,24 @@ def acceptance(server, sessions, messages, size):
     server.start(relay=False)  # relay=False: started without a delivery agent where needed
     try:
         server.hold()
-        dt, errors = smtp_source(server.port, sessions, messages, size)
-        time.sleep(0.2)
-        queued = queued_count(server)
+        dt, errors, capped = smtp_source(server.port, sessions, messages, size)
     finally:
         server.stop()
-    if queued < messages:
-        log(f"    {server.name}: only {queued} of {messages} messages in the queue")
+    queued = queued_count(server)
+    if queued > messages:
+        raise RuntimeError(f"{server.name}: {queued} messages in the queue, more than the "
+                           f"{messages} sent: another server's clients got in")
+    if capped or errors:
+        # A server slower than RUN_LIMIT, or refusing some: measured on what it committed.
+        log(f"    {server.name}: ONLY {queued} of {messages} messages queued "
+            f"({'stopped at the time limit' if capped else f'{errors} client errors'})")
+    elif queued != messages:
+        # smtp-source finished without an error, so every message got its 250: a count that
+        # differs means the measurement is wrong (messages went elsewhere, or were lost).
+        raise RuntimeError(f"{server.name}: {queued} messages in the queue, but smtp-source "
+                           f"sent {messages} without an error")
     # What is really in the queue counts, not what the client meant to send.
-    return {"rate": min(queued, messages) / dt, "errors": errors, "queued": queued}
+    return {"rate": queued / dt, "errors": errors, "queued": queued, "capped": int(capped)}
 
 
 def end_to_end(server, sessions, messages, size):
@@ -471,7 +541,7 @@ def latency(server, sessions, messages, size):
         server.hold()
         r = subprocess.run([sys.executable, os.path.join(HERE, "latency.py"), HOST,
                             str(server.port), str(sessions), str(messages), str(size), RCPT],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True, check=True, timeout=2 * RUN_LIMIT)
     finally:
         server.stop()
     vals = dict(kv.split("=") for kv in r.stdout.split())
@@ -545,7 +615,8 @@ def main():
     ap.add_argument("tern")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="tern,postfix,opensmtpd")
-    ap.add_argument("--figures", default="", help="only figures whose name contains this")
+    ap.add_argument("--figures", default="",
+                    help="only figures whose name contains this (several: comma-separated)")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench", "results.json"))
     a = ap.parse_args()
 
@@ -581,9 +652,18 @@ def main():
     results = {"machine": machine(), "quick": a.quick, "runs": runs, "servers": {}}
     rows = []
 
+    def save():
+        # After every figure, so a run cut short (or a figure that hangs) keeps what it got.
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+    def chosen(label):
+        return any(f in label for f in a.figures.split(","))
+
     def add(label, unit, key, fn, *args, only=None):
         vals = {}
-        if a.figures not in label:
+        if not chosen(label):
             return
         for s in servers:
             if only and s.name not in only:
@@ -601,6 +681,7 @@ def main():
             vals[s.name] = r[key]
             log(f"    -> {fmt(r[key], unit)} {unit}")
         rows.append((label, unit, vals))
+        save()
 
     log(f"bench: {results['machine']}; {runs} run(s) per figure")
     for size, sname in ((1024, "1 KiB"), (65536, "64 KiB")):
@@ -612,13 +693,13 @@ def main():
         # machine's memory, so its figure is left out (n/a) above its process limit.
         only = [s.name for s in servers if s.name != "postfix" or n <= 1000]
         add(f"RSS {n} idle conns", "MiB", "rss_mib", idle_memory, n, only=only)
-        if a.figures in f"RSS {n} idle conns":
+        if chosen(f"RSS {n} idle conns"):
             rows.append((f"PSS {n} idle conns", "MiB",
                      {s.name: results["servers"].get(s.name, {}).get(f"RSS {n} idle conns",
                                                                       {}).get("pss_mib")
                       for s in servers}))
     add("latency median 20 sessions", "ms", "median_ms", latency, 20, lat_msgs, 1024)
-    if a.figures in "latency median 20 sessions":
+    if chosen("latency median 20 sessions"):
         rows.append(("latency p99 20 sessions", "ms",
                  {s.name: results["servers"].get(s.name, {}).get("latency median 20 sessions",
                                                                   {}).get("p99_ms")
@@ -627,9 +708,7 @@ def main():
     print(f"\nmachine: {results['machine']}")
     print(f"each figure: median of {runs} run(s); {msgs} messages per throughput run\n")
     print_table(rows, [s.name for s in servers])
-    os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(results, f, indent=1)
+    save()
     print(f"\nraw results: {a.out}")
 
 

@@ -5,7 +5,8 @@
 # What `make bench` runs.
 #   BENCH_QUICK=1        smaller counts, one run per figure (a few minutes)
 #   BENCH_ONLY=tern,...  only these servers (tern, postfix, opensmtpd)
-#   BENCH_FIGURES=TEXT   only the figures whose name contains TEXT (e.g. "accept 20")
+#   BENCH_FIGURES=TEXT   only the figures whose name contains TEXT (e.g. "accept 20";
+#                        several: "accept 20 sessions 1,end to end")
 set -eu
 [ $# -eq 1 ] || { echo "usage: sh bench/run.sh BUILD" >&2; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -630,6 +630,29 @@ static void test_round_failure(void **state)
     assert_int_equal(count_files("tmp"), 0);
 }
 
+/* A round bigger than the parallel-fsync limit takes the syncfs path: every message of it
+ * ends up in queue/, complete, and the next round reports them all durable. */
+static void test_round_big(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    struct queue_writer *w[N], *none = NULL;
+    char qid[N][QUEUE_ID_MAX];
+    int errs[N], unused = 0;
+    for (int i = 0; i < N; i++)
+        w[i] = open_message(i, qid[i]);
+    queue_commit_round(w, N, errs, &none, 0, &unused);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(errs[i], 0);
+    assert_int_equal(count_files("queue"), N);
+    queue_commit_round(&none, 0, &unused, w, N, errs);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(errs[i], 0);
+        assert_null(w[i]);
+        assert_queued(qid[i], i);
+    }
+}
+
 struct tally {
     struct event_base *base;
     int done, failed, expect;
@@ -693,6 +716,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clean_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_committer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
