@@ -7,9 +7,9 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
+#include "loopthread.h"
 #include "util.h"
 
 struct stride {
@@ -37,15 +37,10 @@ size_t sync_many(struct sync_job *jobs, size_t n)
     struct stride strides[SYNC_MANY_THREADS];
     pthread_t tids[SYNC_MANY_THREADS];
     bool started[SYNC_MANY_THREADS] = {false};
-    /* Helpers take no signals: they belong to the thread that handles them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (size_t t = 1; t < nthreads; t++) {
         strides[t] = (struct stride){jobs, n, t, nthreads};
-        started[t] = pthread_create(&tids[t], NULL, run_stride, &strides[t]) == 0;
+        started[t] = loopthread_start(&tids[t], run_stride, &strides[t]) == 0;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     strides[0] = (struct stride){jobs, n, 0, nthreads ? nthreads : 1};
     run_stride(&strides[0]);
     for (size_t t = 1; t < nthreads; t++) {
