@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maildrop_dir.h"
 #include "notify.h"
 #include "queue.h"
 #include "util.h"
@@ -261,6 +262,49 @@ static int load_any(struct control_ctx *c, const char *qid, struct envelope *env
     return -1;
 }
 
+struct drop_list {
+    struct control_ctx *c;
+    long count;
+    bool header;
+    time_t now;
+};
+
+/* One maildrop file (sendmail's message while the server was down): "waiting for pickup". */
+static void list_drop(const char *name, void *arg)
+{
+    struct drop_list *l = arg;
+    char path[PATH_MAX], err[256];
+    if (snprintf(path, sizeof path, "%s/" MAILDROP_DIR "/%s", l->c->spool, name) >=
+        (int)sizeof path)
+        return;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return; /* picked up meanwhile, or a file the pickup will set aside */
+    size_t len;
+    char *buf = read_text_file(path, (size_t)1 << 30, &len, err, sizeof err);
+    if (!buf)
+        return;
+    if (!l->header)
+        fprintf(l->c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE",
+                "SENDER / RECIPIENTS");
+    l->header = true;
+    char agebuf[32];
+    control_format_age((long long)(l->now - st.st_mtime), agebuf, sizeof agebuf);
+    struct maildrop_msg m;
+    if (maildrop_parse(buf, len, &m, err, sizeof err) < 0) {
+        fprintf(l->c->out, "%-16s %9zu %7s  malformed (%s): it will be set aside\n", name, len,
+                agebuf, err);
+    } else {
+        fprintf(l->c->out, "%-16s %9zu %7s  <%s>  waiting for pickup (uid %u)\n", name, m.len,
+                agebuf, m.sender, (unsigned)st.st_uid);
+        for (size_t i = 0; i < m.nrcpts; i++)
+            fprintf(l->c->out, "    <%s> waiting for pickup\n", m.rcpts[i]);
+        maildrop_msg_free(&m);
+    }
+    free(buf);
+    l->count++;
+}
+
 static long do_list(struct control_ctx *c, enum control_target t, const char *arg,
                     const char *domain)
 {
@@ -299,12 +343,18 @@ static long do_list(struct control_ctx *c, enum control_target t, const char *ar
         }
         idlist_free(&l);
     }
-    if (count == 0)
+    struct drop_list dl = {c, 0, count > 0, now};
+    maildrop_scan(c->spool, list_drop, &dl); /* no maildrop yet: nothing waits there */
+    if (count == 0 && dl.count == 0)
         fprintf(c->out, "Mail queue is empty\n");
-    else
+    else if (dl.count == 0)
         fprintf(c->out, "-- %ld message%s (%ld held), %zu recipient%s pending\n", count,
                 count == 1 ? "" : "s", held, pending, pending == 1 ? "" : "s");
-    return count;
+    else
+        fprintf(c->out, "-- %ld message%s (%ld held), %zu recipient%s pending; %ld in the "
+                "maildrop waiting for pickup\n", count, count == 1 ? "" : "s", held, pending,
+                pending == 1 ? "" : "s", dl.count);
+    return count + dl.count;
 }
 
 static const char *status_name(enum rcpt_status s)
