@@ -280,9 +280,14 @@ static void list_drop(const char *name, void *arg)
     struct stat st;
     if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
         return; /* picked up meanwhile, or a file the pickup will set aside */
-    size_t len;
-    char *buf = read_text_file(path, (size_t)1 << 30, &len, err, sizeof err);
-    if (!buf)
+    /* The pickup's own bound: a bigger file will be set aside, not read here. */
+    size_t max = l->c->s->cfg->max_message_size ? l->c->s->cfg->max_message_size
+                                                 : (size_t)64 << 20;
+    size_t len = 0;
+    char *buf = (size_t)st.st_size <= max + (1 << 20)
+                    ? read_text_file(path, max + (1 << 20), &len, err, sizeof err)
+                    : NULL;
+    if (!buf && (size_t)st.st_size <= max + (1 << 20))
         return;
     if (!l->header)
         fprintf(l->c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE",
@@ -291,9 +296,11 @@ static void list_drop(const char *name, void *arg)
     char agebuf[32];
     control_format_age((long long)(l->now - st.st_mtime), agebuf, sizeof agebuf);
     struct maildrop_msg m;
-    if (maildrop_parse(buf, len, &m, err, sizeof err) < 0) {
-        fprintf(l->c->out, "%-16s %9zu %7s  malformed (%s): it will be set aside\n", name, len,
-                agebuf, err);
+    if (!buf)
+        str_copy(err, sizeof err, "larger than max_message_size");
+    if (!buf || maildrop_parse(buf, len, &m, err, sizeof err) < 0) {
+        fprintf(l->c->out, "%-16s %9lld %7s  malformed (%s): it will be set aside\n", name,
+                (long long)st.st_size, agebuf, err);
     } else {
         fprintf(l->c->out, "%-16s %9zu %7s  <%s>  waiting for pickup (uid %u)\n", name, m.len,
                 agebuf, m.sender, (unsigned)st.st_uid);

@@ -99,7 +99,8 @@ static bool notify_sender(struct pickup *p, const struct maildrop_msg *m, const 
     const char *host = p->cfg->hostname ? p->cfg->hostname : "localhost";
     char date[64];
     rfc5322_date(date, sizeof date);
-    size_t cap = m->len + 4096, n = 0;
+    size_t cap = m->len + 1024 + strlen(host) + strlen(m->sender) + sizeof date + strlen(why),
+           n = 0;
     char *t = xmalloc(cap);
     n += (size_t)snprintf(t, cap,
                           "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
@@ -205,7 +206,8 @@ static bool pick(struct pickup *p, const char *name)
     snprintf(own, sizeof own, "%s@%s", pw.pw_name, dom);
     rfc5322_date(date, sizeof date);
     bool trusted = st.st_uid == 0 || st.st_uid == geteuid();
-    size_t cap = m.len + 2048, n = 0;
+    size_t cap = m.len + 256 + 2 * strlen(host) + strlen(pw.pw_name) + strlen(m.sender) +
+                 sizeof date, n = 0;
     char *data = xmalloc(cap);
     /* Trace fields first (RFC 5322 3.6.7), like Postfix's "from userid N". */
     n += (size_t)snprintf(data, cap, "Received: by %s (tern pickup, from userid %u);\r\n\t%s\r\n",
