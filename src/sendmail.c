@@ -4,10 +4,11 @@
  * A message is submitted to the RUNNING server over SMTP, on a loopback listener of the
  * configuration (RFC 5321; the server fsyncs it before its 250, so "exit 0" means queued).
  * The server decides as it does for any client at 127.0.0.1 / ::1: local recipients are
- * accepted, others only when relay_networks includes loopback (docs/queue.md). On any failure
- * nothing is queued (all or nothing: one refused recipient aborts the transaction), the exit
- * status is non-zero with the reason on stderr, and the message is appended to
- * ~/dead.letter, so it is never lost silently.
+ * accepted, others only when relay_networks includes loopback (docs/queue.md). When no server
+ * answers, the message is left in the spool's maildrop (maildrop_dir.c) for the server's
+ * pickup, and the exit status is 0. On any other failure nothing is queued (all or nothing:
+ * one refused recipient aborts the transaction), the exit status is non-zero with the reason
+ * on stderr, and the message is appended to ~/dead.letter, so it is never lost silently.
  *
  * Modes: deliver (default, -bm), -bs (an SMTP session on stdin/stdout, relayed to the local
  * listener), -bp (list the queue), -q (flush). Message preparation is in sendmail_msg.c. */
