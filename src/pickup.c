@@ -10,8 +10,9 @@
  *
  * The submitter is the file's owner uid, never something the file says. Like Postfix, the
  * envelope sender of the file (sendmail -f) is kept; the uid is recorded in a Received:
- * header, and when a user other than root or the mail user set a sender that is not their
- * own login address, an X-Authentication-Warning: header says so (sendmail's convention). */
+ * header, and when a user other than root, the mail user and trusted_users set a sender that
+ * is not their own login address, an X-Authentication-Warning: header says so (sendmail's
+ * convention). */
 #include "pickup.h"
 
 #include <dirent.h>
@@ -206,6 +207,8 @@ static bool pick(struct pickup *p, const char *name)
     snprintf(own, sizeof own, "%s@%s", pw.pw_name, dom);
     rfc5322_date(date, sizeof date);
     bool trusted = st.st_uid == 0 || st.st_uid == geteuid();
+    for (size_t i = 0; i < cfg->ntrusted_users && !trusted; i++)
+        trusted = strcmp(cfg->trusted_users[i], pw.pw_name) == 0;
     size_t cap = m.len + 256 + 2 * strlen(host) + strlen(pw.pw_name) + strlen(m.sender) +
                  sizeof date, n = 0;
     char *data = xmalloc(cap);

@@ -55,6 +55,7 @@ spool $T/spool
 maildir $T/mail/%d/%u
 workers 1
 relay_networks 127.0.0.0/8 ::1/128
+trusted_users daemon
 log stderr
 CONF
     for l in "$@"; do echo "$l" >>"$f"; done
@@ -111,6 +112,9 @@ rc1=$?
 printf 'Subject: root -f\n\nroot body\n' | sendmail -f alice@local.test bob@local.test 2>>"$T/err"
 rc2=$?
 check sendmail-down-f "rc=$rc1/$rc2 $(cat "$T/err")" eval '[ $rc1 = 0 ] && [ $rc2 = 0 ]'
+# A trusted user (trusted_users daemon) may set -f without a warning.
+printf 'Subject: daemon -f\n\ndaemon body\n' |
+    runuser -u daemon -- env PATH="$PATH" TERN_CONFIG="$TERN_CONFIG" HOME=/nonexistent sendmail -f backup@local.test bob@local.test 2>>"$T/err"
 # A recipient the server will refuse: the sender (alice, root's -f) is told.
 printf 'Subject: to nobody known\n\nlost?\n' | sendmail -f alice@local.test nosuch@local.test 2>>"$T/err"
 
@@ -118,7 +122,7 @@ printf 'Subject: to nobody known\n\nlost?\n' | sendmail -f alice@local.test nosu
 as_nobody sh -c "printf 'garbage\n' >'$T/spool/maildrop/0000000001.garbage'"
 as_nobody sh -c "printf 'tern-maildrop 1\nsender a@b\nrcpt alice@local.test\nsize 99\n\nshort\n' >'$T/spool/maildrop/0000000002.truncated'"
 as_nobody ln -s /etc/passwd "$T/spool/maildrop/0000000003.symlink"
-check maildrop-garbage-planted "$(ls -la "$T/spool/maildrop")" eval '[ "$(drops)" = 6 ]'
+check maildrop-garbage-planted "$(ls -la "$T/spool/maildrop")" eval '[ "$(drops)" = 7 ]'
 
 # ---- mailq while the pickup cannot submit (the spool is "full": 452) -----------------------
 write_conf "$T/full.conf" 2525 "min_free_space 1000G"
@@ -136,7 +140,7 @@ stop_tern
 # ---- start tern: everything is picked up -------------------------------------------------
 a0=$(inbox alice) b0=$(inbox bob)
 start_tern "$T/tern.conf" || { fail maildrop-start-2 "$(tail -c 800 "$T/tern.log")"; exit 3; }
-wait_for 30 eval '[ "$(inbox alice)" -ge $((a0 + 2)) ] && [ "$(inbox bob)" -ge $((b0 + 2)) ]'
+wait_for 30 eval '[ "$(inbox alice)" -ge $((a0 + 2)) ] && [ "$(inbox bob)" -ge $((b0 + 3)) ]'
 m=$(grep -l "^Subject: dropped while down" "$T"/mail/local.test/alice/new/* 2>/dev/null | head -1)
 check pickup-delivered "$(tail -c 600 "$T/tern.log")" eval '[ -n "$m" ]'
 check pickup-sender "$(head -c 600 "$m")" \
@@ -151,6 +155,10 @@ m=$(grep -l "^Subject: root -f" "$T"/mail/local.test/bob/new/* 2>/dev/null | hea
 check pickup-trusted-f "$(head -c 800 "$m")" \
     eval '[ -n "$m" ] && has "$m" "^Return-Path: <alice@local.test>" && hasnt "$m" "^X-Authentication-Warning" &&
           has "$m" "from userid 0)"'
+m=$(grep -l "^Subject: daemon -f" "$T"/mail/local.test/bob/new/* 2>/dev/null | head -1)
+check pickup-trusted-users "$(head -c 800 "$m")" \
+    eval '[ -n "$m" ] && has "$m" "^Return-Path: <backup@local.test>" && hasnt "$m" "^X-Authentication-Warning" &&
+          has "$m" "from userid $(id -u daemon))"'
 m=$(grep -l "^Subject: Undelivered Mail Returned to Sender" "$T"/mail/local.test/alice/new/* 2>/dev/null | head -1)
 check pickup-refused-told "$(grep pickup "$T/tern.log" | tail -5)" \
     eval '[ -n "$m" ] && has "$m" "nosuch@local.test" && has "$m" "^Subject: to nobody known" && has "$m" "^Return-Path: <>"'
