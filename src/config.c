@@ -394,6 +394,22 @@ static int kw_sender_login(struct parser *p, const struct keyword *kw, char **ar
     return 0;
 }
 
+/* Login names, as getpwuid() gives them: no space (split), no ':' or '/', not too long. */
+static int kw_trusted_users(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc == 0)
+        return perr(p, "%s: missing value (expected one or more user names)", kw->name);
+    for (size_t a = 0; a < argc; a++) {
+        if (strlen(argv[a]) > 64 || strpbrk(argv[a], ":/@"))
+            return perr(p, "%s: '%s' is not a user name", kw->name, argv[a]);
+        cfg->trusted_users = xrealloc(cfg->trusted_users,
+                                      (cfg->ntrusted_users + 1) * sizeof *cfg->trusted_users);
+        cfg->trusted_users[cfg->ntrusted_users++] = xstrdup(argv[a]);
+    }
+    return 0;
+}
+
 static int kw_log(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
 {
     if (want_one(p, kw, argc) < 0)
@@ -934,6 +950,7 @@ static const struct keyword keywords[] = {
     {"min_free_space", kw_size, F(min_free_space), 0, MESSAGE_SIZE_MAX, false},
     {"max_header_size", kw_size, F(max_header_size), 1024, MESSAGE_SIZE_MAX, false},
     {"max_header_count", kw_count, F(max_header_count), 10, 1000000, false},
+    {"trusted_users", kw_trusted_users, 0, 0, 0, true},
 };
 
 _Static_assert(ARRAY_LEN(keywords) <= ARRAY_LEN(((struct parser *)0)->first_line),
@@ -1288,6 +1305,9 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nlocal_domains; i++)
         free(cfg->local_domains[i]);
     free(cfg->local_domains);
+    for (size_t i = 0; i < cfg->ntrusted_users; i++)
+        free(cfg->trusted_users[i]);
+    free(cfg->trusted_users);
     for (size_t i = 0; i < cfg->nmailboxes; i++) {
         free(cfg->mailboxes[i].local);
         free(cfg->mailboxes[i].domain);

@@ -184,6 +184,9 @@ struct config {
     struct sender_login_cfg *sender_logins; /* "sender_login USER ADDR|@DOMAIN...": more
                                                addresses a user owns */
     size_t nsender_logins;
+    char **trusted_users;       /* "trusted_users NAME...": may set sendmail -f without an
+                                 * X-Authentication-Warning in the maildrop pickup */
+    size_t ntrusted_users;
     size_t auth_max_failures;   /* failed AUTHs from one address before a lockout; default 10,
                                    0 = never lock */
     int auth_lockout;           /* seconds locked out (and the window failures count in);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maildrop_dir.h"
 #include "notify.h"
 #include "queue.h"
 #include "util.h"
@@ -261,6 +262,56 @@ static int load_any(struct control_ctx *c, const char *qid, struct envelope *env
     return -1;
 }
 
+struct drop_list {
+    struct control_ctx *c;
+    long count;
+    bool header;
+    time_t now;
+};
+
+/* One maildrop file (sendmail's message while the server was down): "waiting for pickup". */
+static void list_drop(const char *name, void *arg)
+{
+    struct drop_list *l = arg;
+    char path[PATH_MAX], err[256];
+    if (snprintf(path, sizeof path, "%s/" MAILDROP_DIR "/%s", l->c->spool, name) >=
+        (int)sizeof path)
+        return;
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return; /* picked up meanwhile, or a file the pickup will set aside */
+    /* The pickup's own bound: a bigger file will be set aside, not read here. */
+    size_t max = l->c->s->cfg->max_message_size ? l->c->s->cfg->max_message_size
+                                                 : (size_t)64 << 20;
+    size_t len = 0;
+    char *buf = (size_t)st.st_size <= max + (1 << 20)
+                    ? read_text_file(path, max + (1 << 20), &len, err, sizeof err)
+                    : NULL;
+    if (!buf && (size_t)st.st_size <= max + (1 << 20))
+        return;
+    if (!l->header)
+        fprintf(l->c->out, "%-16s %9s %7s  %s\n", "QUEUE ID", "SIZE", "AGE",
+                "SENDER / RECIPIENTS");
+    l->header = true;
+    char agebuf[32];
+    control_format_age((long long)(l->now - st.st_mtime), agebuf, sizeof agebuf);
+    struct maildrop_msg m;
+    if (!buf)
+        str_copy(err, sizeof err, "larger than max_message_size");
+    if (!buf || maildrop_parse(buf, len, &m, err, sizeof err) < 0) {
+        fprintf(l->c->out, "%-16s %9lld %7s  malformed (%s): it will be set aside\n", name,
+                (long long)st.st_size, agebuf, err);
+    } else {
+        fprintf(l->c->out, "%-16s %9zu %7s  <%s>  waiting for pickup (uid %u)\n", name, m.len,
+                agebuf, m.sender, (unsigned)st.st_uid);
+        for (size_t i = 0; i < m.nrcpts; i++)
+            fprintf(l->c->out, "    <%s> waiting for pickup\n", m.rcpts[i]);
+        maildrop_msg_free(&m);
+    }
+    free(buf);
+    l->count++;
+}
+
 static long do_list(struct control_ctx *c, enum control_target t, const char *arg,
                     const char *domain)
 {
@@ -299,12 +350,18 @@ static long do_list(struct control_ctx *c, enum control_target t, const char *ar
         }
         idlist_free(&l);
     }
-    if (count == 0)
+    struct drop_list dl = {c, 0, count > 0, now};
+    maildrop_scan(c->spool, list_drop, &dl); /* no maildrop yet: nothing waits there */
+    if (count == 0 && dl.count == 0)
         fprintf(c->out, "Mail queue is empty\n");
-    else
+    else if (dl.count == 0)
         fprintf(c->out, "-- %ld message%s (%ld held), %zu recipient%s pending\n", count,
                 count == 1 ? "" : "s", held, pending, pending == 1 ? "" : "s");
-    return count;
+    else
+        fprintf(c->out, "-- %ld message%s (%ld held), %zu recipient%s pending; %ld in the "
+                "maildrop waiting for pickup\n", count, count == 1 ? "" : "s", held, pending,
+                pending == 1 ? "" : "s", dl.count);
+    return count + dl.count;
 }
 
 static const char *status_name(enum rcpt_status s)

@@ -49,6 +49,7 @@
 #include "outbound.h"
 #include "pipe.h"
 #include "queue.h"
+#include "pickup.h"
 #include "removal.h"
 #include "route.h"
 #include "smtp_reply.h"
@@ -88,6 +89,7 @@ struct qmgr {
     bool stopping;
     unsigned long atrn_seq; /* names the outbound destination of each ATRN session */
     struct removal *removal; /* finishes removals off the loop; NULL: done inline */
+    struct pickup *pickup;  /* submits the maildrop files (pickup.c); NULL: not running */
 };
 
 /* An ATRN pass over a message: deliver only the recipients held for these domains, over the
@@ -997,6 +999,7 @@ static int setup_inotify(struct qmgr *q)
 
 static void qmgr_free(struct qmgr *q)
 {
+    pickup_free(q->pickup); /* first: it submits to the workers, not to us */
     control_server_free(q->control);
     if (q->ob)
         outbound_free(q->ob); /* reports unfinished jobs: their messages finish first */
@@ -1094,6 +1097,11 @@ int qmgr_run(const struct config *cfg)
     q.control = control_server_new(cfg, q.base, &hooks, err, sizeof err);
     if (!q.control)
         log_err("control socket unavailable, tern queue will not work: %s", err);
+    /* Messages sendmail left in the maildrop while we were down, and later ones. */
+    q.pickup = pickup_new(cfg);
+    if (!q.pickup)
+        log_err("cannot start the maildrop pickup (%s): sendmail's messages left in %s/maildrop "
+                "wait until it can start", strerror(errno), cfg->spool_dir);
     log_info("queue manager started spool=%s", cfg->spool_dir);
     rescan(&q); /* recovery: everything committed before we started */
     int rc = event_base_dispatch(q.base);

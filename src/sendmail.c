@@ -4,10 +4,11 @@
  * A message is submitted to the RUNNING server over SMTP, on a loopback listener of the
  * configuration (RFC 5321; the server fsyncs it before its 250, so "exit 0" means queued).
  * The server decides as it does for any client at 127.0.0.1 / ::1: local recipients are
- * accepted, others only when relay_networks includes loopback (docs/queue.md). On any failure
- * nothing is queued (all or nothing: one refused recipient aborts the transaction), the exit
- * status is non-zero with the reason on stderr, and the message is appended to
- * ~/dead.letter, so it is never lost silently.
+ * accepted, others only when relay_networks includes loopback (docs/queue.md). When no server
+ * answers, the message is left in the spool's maildrop (maildrop_dir.c) for the server's
+ * pickup, and the exit status is 0. On any other failure nothing is queued (all or nothing:
+ * one refused recipient aborts the transaction), the exit status is non-zero with the reason
+ * on stderr, and the message is appended to ~/dead.letter, so it is never lost silently.
  *
  * Modes: deliver (default, -bm), -bs (an SMTP session on stdin/stdout, relayed to the local
  * listener), -bp (list the queue), -q (flush). Message preparation is in sendmail_msg.c. */
@@ -29,10 +30,11 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "maildrop_dir.h"
 #include "netclient.h"
 #include "queue_cmd.h"
 #include "sendmail_msg.h"
-#include "smtp_reply.h"
+#include "submit.h"
 #include "util.h"
 
 #define SM_TIMEOUT_MS 300000 /* per read or write: end of data may wait for fsyncs */
@@ -168,56 +170,6 @@ static char *qualify(const struct config *cfg, const char *addr)
     return s;
 }
 
-static bool addr_ok(const char *a)
-{
-    for (const char *p = a; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == '<' || *p == '>' || *p == 0x7f)
-            return false;
-    return strlen(a) < 512;
-}
-
-/* ---- connecting to the local listener ---------------------------------------------------- */
-
-/* Connect to the first loopback listener where plain SMTP is allowed: an smtp listener, else
- * a submission listener without require_tls; 0.0.0.0 / :: mean 127.0.0.1 / ::1. */
-static int connect_local(const struct config *cfg, struct netclient *nc, char *err, size_t errlen)
-{
-    err[0] = '\0';
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < cfg->nlisten; i++) {
-            const struct listen_cfg *l = &cfg->listen[i];
-            if (l->require_tls || l->kind == LISTEN_SMTPS ||
-                (pass == 0) != (l->kind == LISTEN_SMTP))
-                continue;
-            const char *host = l->addr;
-            if (strcmp(host, "0.0.0.0") == 0)
-                host = "127.0.0.1";
-            else if (strcmp(host, "::") == 0)
-                host = "::1";
-            else if (strncmp(host, "127.", 4) != 0 && strcmp(host, "::1") != 0)
-                continue;
-            char port[8];
-            snprintf(port, sizeof port, "%u", l->port);
-            struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-                                     .ai_socktype = SOCK_STREAM};
-            struct addrinfo *ai = NULL;
-            if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
-                continue;
-            nc_init(nc, SM_TIMEOUT_MS);
-            int rc = nc_connect(nc, ai->ai_addr, ai->ai_addrlen);
-            freeaddrinfo(ai);
-            if (rc == 0)
-                return 0;
-            snprintf(err, errlen, "cannot connect to the local tern server at %s port %s (%s): "
-                     "is `tern serve` running?", host, port, nc->err);
-            nc_close(nc);
-        }
-    }
-    if (!err[0])
-        snprintf(err, errlen, "the configuration %s has no loopback listener without "
-                 "require_tls to submit to", cfg->path ? cfg->path : "(built-in)");
-    return -1;
-}
 
 /* ---- -bs: an SMTP session on stdin/stdout ------------------------------------------------ */
 
@@ -225,7 +177,8 @@ static int smtp_stdio(const struct config *cfg)
 {
     struct netclient nc;
     char err[512];
-    if (connect_local(cfg, &nc, err, sizeof err) < 0) {
+    bool refused;
+    if (submit_connect(cfg, &nc, SM_TIMEOUT_MS, &refused, err, sizeof err) < 0) {
         /* Speak SMTP to the client even now (RFC 5321 3.8). */
         printf("421 4.3.0 %s\r\n", err);
         fflush(stdout);
@@ -263,29 +216,6 @@ static int smtp_stdio(const struct config *cfg)
 
 /* ---- delivery mode ---------------------------------------------------------------------- */
 
-/* Send a command and read the reply. false on a connection problem (err says so). */
-static bool command(struct netclient *nc, const char *line, struct smtp_reply *r, char *err,
-                    size_t errlen)
-{
-    smtp_reply_free(r);
-    smtp_reply_init(r);
-    size_t n = strlen(line);
-    if (n > 0 && (nc_write(nc, line, n) < 0 || nc_write(nc, "\r\n", 2) < 0)) {
-        snprintf(err, errlen, "lost the connection to the local server: %s", nc->err);
-        return false;
-    }
-    if (nc_read_reply(nc, r) < 0) {
-        snprintf(err, errlen, "no reply from the local server: %s", nc->err);
-        return false;
-    }
-    return true;
-}
-
-static void reply_text(const struct smtp_reply *r, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", r->nlines > 0 ? r->lines[0] : "(empty reply)");
-}
-
 /* RFC 3461 4.1: NOTIFY is NEVER, or a list of SUCCESS, FAILURE, DELAY. */
 static bool notify_ok(const char *v)
 {
@@ -315,119 +245,6 @@ static bool xtext(const char *in, char *out, size_t cap)
     }
     out[n] = '\0';
     return n <= 100;
-}
-
-/* Submit one transaction. 0 on success, else a sysexits code with err set. */
-static int submit(const struct config *cfg, const struct sm_args *a, const char *sender,
-                  char **rcpts, size_t nrcpts, const struct sm_msg *m, char *err, size_t errlen)
-{
-    struct netclient nc;
-    if (connect_local(cfg, &nc, err, errlen) < 0)
-        return EX_TEMPFAIL;
-    struct smtp_reply r;
-    smtp_reply_init(&r);
-    struct smtp_caps caps = {0};
-    char line[1200], text[600];
-    int rc = EX_TEMPFAIL;
-    if (!command(&nc, "", &r, err, errlen))
-        goto out;
-    if (r.code != 220) {
-        reply_text(&r, text, sizeof text);
-        snprintf(err, errlen, "the local server is not accepting mail: %s", text);
-        goto out;
-    }
-    if (!command(&nc, "EHLO localhost", &r, err, errlen))
-        goto out;
-    if (!smtp_caps_parse(&r, &caps)) {
-        reply_text(&r, text, sizeof text);
-        snprintf(err, errlen, "EHLO refused: %s", text);
-        goto out;
-    }
-    bool dsn = smtp_caps_find(&caps, "DSN") != NULL;
-    int n = snprintf(line, sizeof line, "MAIL FROM:<%s>", sender);
-    if (m->eightbit && smtp_caps_find(&caps, "8BITMIME"))
-        n += snprintf(line + n, sizeof line - (size_t)n, " BODY=8BITMIME");
-    if (smtp_caps_find(&caps, "SIZE"))
-        n += snprintf(line + n, sizeof line - (size_t)n, " SIZE=%zu", m->len);
-    if (dsn && a->ret)
-        n += snprintf(line + n, sizeof line - (size_t)n, " RET=%s",
-                      str_ieq(a->ret, "hdrs") ? "HDRS" : "FULL");
-    char envid[128];
-    if (dsn && a->envid && xtext(a->envid, envid, sizeof envid))
-        snprintf(line + n, sizeof line - (size_t)n, " ENVID=%s", envid);
-    if (!command(&nc, line, &r, err, errlen))
-        goto out;
-    if (r.code / 100 != 2) {
-        reply_text(&r, text, sizeof text);
-        snprintf(err, errlen, "sender <%s> refused: %s", sender, text);
-        rc = r.code / 100 == 4 ? EX_TEMPFAIL : EX_NOPERM;
-        goto out;
-    }
-    for (size_t i = 0; i < nrcpts; i++) {
-        n = snprintf(line, sizeof line, "RCPT TO:<%s>", rcpts[i]);
-        if (dsn && a->notify)
-            snprintf(line + n, sizeof line - (size_t)n, " NOTIFY=%s", a->notify);
-        if (!command(&nc, line, &r, err, errlen))
-            goto out;
-        if (r.code / 100 != 2) {
-            /* All or nothing: a partial delivery would make the caller's retry a duplicate. */
-            reply_text(&r, text, sizeof text);
-            snprintf(err, errlen, "recipient <%s> refused: %s%s", rcpts[i], text,
-                     r.code == 554 && strstr(text, "5.7.1")
-                         ? " (local programs may send only to local mailboxes unless "
-                           "relay_networks includes 127.0.0.1/32 and ::1/128)"
-                         : "");
-            rc = r.code / 100 == 4 ? EX_TEMPFAIL : EX_NOUSER;
-            goto out;
-        }
-    }
-    if (!command(&nc, "DATA", &r, err, errlen))
-        goto out;
-    if (r.code != 354) {
-        reply_text(&r, text, sizeof text);
-        snprintf(err, errlen, "DATA refused: %s", text);
-        rc = r.code / 100 == 4 ? EX_TEMPFAIL : EX_UNAVAILABLE;
-        goto out;
-    }
-    /* Dot-stuffing (RFC 5321 4.5.2), then the end of data. */
-    size_t start = 0;
-    bool io_ok = true;
-    for (size_t i = 0; i <= m->len && io_ok; i++) {
-        if (i < m->len && !(m->data[i] == '.' && (i == 0 || m->data[i - 1] == '\n')))
-            continue;
-        if (i > start)
-            io_ok = nc_write(&nc, m->data + start, i - start) == 0;
-        if (i < m->len && io_ok)
-            io_ok = nc_write(&nc, ".", 1) == 0;
-        start = i;
-    }
-    if (!io_ok || !command(&nc, ".", &r, err, errlen)) {
-        if (!io_ok)
-            snprintf(err, errlen, "lost the connection to the local server: %s", nc.err);
-        else /* the 250 may have been lost after the commit: say so, keep the copy anyway */
-            snprintf(err, errlen, "no confirmation from the local server after the message "
-                     "(%s): it may or may not have been queued", nc.err);
-        goto out;
-    }
-    reply_text(&r, text, sizeof text);
-    if (r.code / 100 != 2) {
-        snprintf(err, errlen, "message refused: %s", text);
-        rc = r.code / 100 == 4 ? EX_TEMPFAIL : EX_DATAERR;
-        goto out;
-    }
-    if (a->verbose)
-        fprintf(stderr, "%s: %s\n", prog, text);
-    rc = 0;
-    command(&nc, "QUIT", &r, err, 0);
-out:
-    if (rc != 0 && nc.fd >= 0 && !nc.eof) {
-        char ignored[16];
-        command(&nc, "QUIT", &r, ignored, 0);
-    }
-    smtp_caps_free(&caps);
-    smtp_reply_free(&r);
-    nc_close(&nc);
-    return rc;
 }
 
 /* Keep a message that could not be submitted: append it to ~/dead.letter (mbox format). */
@@ -477,6 +294,27 @@ static void dead_letter(const char *sender, const char *data, size_t len)
         fprintf(stderr, "%s: cannot save the message in %s: %s\n", prog, path, strerror(errno));
 }
 
+/* Queue q in the maildrop (the server is down: err says so). 0 with a notice on stderr, or
+ * -1 with the reason added to err. */
+static int to_maildrop(const struct config *cfg, const struct submit_req *q, char *down,
+                       size_t downlen)
+{
+    struct maildrop_msg md = {.sender = (char *)q->sender, .rcpts = (char **)q->rcpts,
+                              .nrcpts = q->nrcpts, .notify = (char *)q->notify,
+                              .ret = (char *)q->ret, .envid = (char *)q->envid,
+                              .eightbit = q->eightbit, .data = q->data, .len = q->len};
+    char name[128], err[600];
+    if (maildrop_write(cfg->spool_dir, &md, name, sizeof name, err, sizeof err) < 0) {
+        size_t n = strlen(down);
+        snprintf(down + n, downlen - n, "; cannot leave the message in the maildrop either: %s",
+                 err);
+        return -1;
+    }
+    fprintf(stderr, "%s: the tern server is not running; the message was left in %s/"
+            MAILDROP_DIR "/%s and will be sent when it starts\n", prog, cfg->spool_dir, name);
+    return 0;
+}
+
 static void add_addr(const char *addr, void *arg)
 {
     struct sm_msg *list = arg; /* only rcpts/nrcpts are used */
@@ -505,7 +343,7 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     } else {
         sender = qualify(cfg, login);
     }
-    if (!addr_ok(sender)) {
+    if (!maildrop_addr_ok(sender)) {
         fprintf(stderr, "%s: invalid sender address '%s'\n", prog, sender);
         free(sender);
         return EX_USAGE;
@@ -581,7 +419,7 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
         char *q = qualify(cfg, list.rcpts[i]);
         free(list.rcpts[i]);
         list.rcpts[i] = q;
-        if (!addr_ok(q)) {
+        if (!maildrop_addr_ok(q)) {
             snprintf(err, sizeof err, "invalid recipient address '%s'", q);
             rc = EX_USAGE;
         }
@@ -591,8 +429,21 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
                                   "Cc: or Bcc: headers");
         rc = EX_USAGE;
     }
-    if (rc == 0)
-        rc = submit(cfg, a, sender, list.rcpts, list.nrcpts, &m, err, sizeof err);
+    bool refused = false;
+    if (rc == 0) {
+        char envid[128], final[600];
+        struct submit_req q = {.sender = sender, .rcpts = list.rcpts, .nrcpts = list.nrcpts,
+                               .data = m.data, .len = m.len, .eightbit = m.eightbit,
+                               .notify = a->notify, .ret = a->ret, .timeout_ms = SM_TIMEOUT_MS};
+        if (a->envid && xtext(a->envid, envid, sizeof envid))
+            q.envid = envid;
+        rc = submit_message(cfg, &q, final, sizeof final, &refused, err, sizeof err);
+        if (rc == 0 && a->verbose)
+            fprintf(stderr, "%s: %s\n", prog, final);
+        /* The server is not running: leave the message in the maildrop for its pickup. */
+        if (rc != 0 && refused && to_maildrop(cfg, &q, err, sizeof err) == 0)
+            rc = 0;
+    }
     if (rc != 0) {
         fprintf(stderr, "%s: %s%s\n", prog, err,
                 strstr(err, "may or may not") ? "" : "; the message was NOT sent");

@@ -1218,6 +1218,25 @@ static void test_abuse_keywords(void **state)
                  "t.conf:3: max_header_count: '5' is out of range (10 to 1000000)");
 }
 
+/* trusted_users (the maildrop pickup, docs/queue.md): login names, repeatable. */
+static void test_trusted_users(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, BASE);
+    assert_int_equal(cfg.ntrusted_users, 0);
+    config_free(&cfg);
+    parse_ok(&cfg, BASE "trusted_users www-data cron\ntrusted_users backup\n");
+    assert_int_equal(cfg.ntrusted_users, 3);
+    assert_string_equal(cfg.trusted_users[0], "www-data");
+    assert_string_equal(cfg.trusted_users[2], "backup");
+    config_free(&cfg);
+    expect_error(BASE "trusted_users\n",
+                 "t.conf:3: trusted_users: missing value (expected one or more user names)");
+    expect_error(BASE "trusted_users bob@example.org\n",
+                 "t.conf:3: trusted_users: 'bob@example.org' is not a user name");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1252,6 +1271,7 @@ int main(void)
         cmocka_unit_test(test_auth_keywords),
         cmocka_unit_test(test_dovecot_keywords),
         cmocka_unit_test(test_abuse_keywords),
+        cmocka_unit_test(test_trusted_users),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
