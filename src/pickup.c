@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loopthread.h"
 #include "maildrop_dir.h"
 #include "submit.h"
 #include "util.h"
@@ -340,11 +341,7 @@ struct pickup *pickup_new(const struct config *cfg)
         p->inotify_fd = -1;
     }
     /* Signals are the queue manager's event loop's business, not this thread's. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    e = pthread_create(&p->thread, NULL, pickup_thread, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    e = loopthread_start(&p->thread, pickup_thread, p);
     if (e != 0) {
         errno = e;
         goto fail;
