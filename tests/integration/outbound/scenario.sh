@@ -170,7 +170,7 @@ else
 fi
 if wait_for 5 logged "qid=$q1" "status=sent" &&
    grep "delivered qid=$q1 to=<bob@multi.out.test>" "$T/tern.log" |
-       grep -q 'relay=mx-good.out.test\[127.0.0.22\]:25 delay=[0-9]* attempts=1 dsn=2.0.0 status=sent reply=250 '; then
+       grep -q 'relay=mx-good.out.test\[127.0.0.22\]:25 delay=[0-9]* attempts=1 dsn=2.0.0 status=sent tls=[^ ]* reply=250 '; then
     pass outbound-log-line
 else
     fail outbound-log-line "no 'delivered qid=... relay=host[ip]:port delay= ... status=sent reply=250' line: $(grep "qid=$q1" "$T/tern.log" | tail -2)"
