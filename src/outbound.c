@@ -1943,6 +1943,35 @@ static void add_cred(struct outbound *ob, const struct outbound_dest_cfg *d)
                 d->auth_passfile ? d->auth_passfile : "(none)", d->host, strerror(errno));
 }
 
+/* The CAs "verify" trusts: outbound_tls_ca_file, or the system store. */
+static int load_cas(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *ca = cfg->outbound_tls_ca_file;
+    if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1
+           : SSL_CTX_set_default_verify_paths(ctx) == 1)
+        return 0;
+    char ebuf[160] = "";
+    ERR_error_string_n(ERR_get_error(), ebuf, sizeof ebuf);
+    ERR_clear_error();
+    snprintf(err, errlen, "cannot load the trusted CAs %s: %s", ca ? ca : "of the system store",
+             ebuf);
+    return -1;
+}
+
+int outbound_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->outbound_tls_ca_file)
+        return 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS client context");
+        return -1;
+    }
+    int rc = load_cas(ctx, cfg, err, errlen);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
 struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
                               struct dns_resolver *dns, char *err, size_t errlen)
 {
@@ -1963,13 +1992,7 @@ struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
      * (tls_accept_peer), against these trusted CAs. */
     SSL_CTX_set_min_proto_version(ob->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ob->ssl_ctx, SSL_VERIFY_NONE, NULL);
-    const char *ca = cfg->outbound_tls_ca_file;
-    if (ca ? SSL_CTX_load_verify_locations(ob->ssl_ctx, ca, NULL) != 1
-           : SSL_CTX_set_default_verify_paths(ob->ssl_ctx) != 1) {
-        char ebuf[160] = "";
-        ERR_error_string_n(ERR_get_error(), ebuf, sizeof ebuf);
-        snprintf(err, errlen, "cannot load the trusted CAs %s: %s",
-                 ca ? ca : "of the system store", ebuf);
+    if (load_cas(ob->ssl_ctx, cfg, err, errlen) < 0) {
         outbound_free(ob);
         return NULL;
     }

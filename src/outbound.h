@@ -93,6 +93,9 @@ struct ob_job {
  * needs DNS (tests with literal addresses). */
 struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
                               struct dns_resolver *dns, char *err, size_t errlen);
+/* Check what outbound_new will read, for the supervisor and "tern serve --check": the
+ * outbound_tls_ca_file must hold PEM certificates. 0, or -1 with a message in err. */
+int outbound_check_config(const struct config *cfg, char *err, size_t errlen);
 /* Queue a job; it starts from the event loop. */
 void outbound_submit(struct outbound *ob, struct ob_job *job);
 /* Jobs submitted and not done yet. */
