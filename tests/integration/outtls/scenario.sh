@@ -7,24 +7,9 @@
 set -u
 T=$OB_WORK
 kit=$OB_KIT
-py=/usr/bin/python3
-failed=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failed=1
-}
-# poll COMMAND until it succeeds, at most SECONDS (times OB_SLOW)
-wait_for() {
-    local limit=$(($1 * ${OB_SLOW:-1})) i=0
-    shift
-    while [ "$i" -lt $((limit * 10)) ]; do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
+tern_bin=$OB_TERN prefix=outtls
+# shellcheck source=tests/integration/scenario-lib.sh
+. "$OB_ROOT/tests/integration/scenario-lib.sh"
 
 if id tern >/dev/null 2>&1; then user=tern; else user=nobody; fi
 mkdir -p "$T/spool" "$T/mail" "$T/cap"
@@ -52,24 +37,16 @@ mk untrusted untrusted mx-untrusted.tlsp.test
 cmp -s "$T/tls/good/ca.crt" "$T/tls/untrusted/ca.crt" && fail outtls-certs "one CA for both"
 
 # ---- remote servers ---------------------------------------------------------------------------
-capture() { # NAME ADDR [smtp-capture options]
-    local name=$1 addr=$2
-    shift 2
-    mkdir -p "$T/cap/$name"
-    "$py" "$kit/smtp-capture" -l "$addr:25" -o "$T/cap/$name" --hostname "$name.capture.test" \
-        "$@" >>"$T/cap-$name.log" 2>&1 &
-    "$kit/wait-listen" "$addr" 25 || fail "outtls-capture-$name" "did not start"
-}
 tls_of() { echo --tls-cert "$T/tls/$1/server-chain.crt" --tls-key "$T/tls/$1/server.key"; }
 # shellcheck disable=SC2046  # tls_of gives several words
 {
-    capture good 127.0.0.41 $(tls_of good)
-    capture untrusted 127.0.0.42 $(tls_of untrusted)
-    capture wrong 127.0.0.43 $(tls_of wrong)
-    capture nexthop 127.0.0.44 $(tls_of nexthop)
+    capture good 127.0.0.41 25 $(tls_of good)
+    capture untrusted 127.0.0.42 25 $(tls_of untrusted)
+    capture wrong 127.0.0.43 25 $(tls_of wrong)
+    capture nexthop 127.0.0.44 25 $(tls_of nexthop)
 }
-capture plain 127.0.0.45
-capture reject 127.0.0.46 --fail "rcpt:550:5.1.1 no such user here"
+capture plain 127.0.0.45 25
+capture reject 127.0.0.46 25 --fail "rcpt:550:5.1.1 no such user here"
 
 # ---- tern -------------------------------------------------------------------------------------
 # write_conf [extra lines]: MX routes use the global level, verify; transports their own
@@ -106,19 +83,6 @@ write_conf ""
 chmod 755 "$T" "$T/tls" "$T/tls/good"
 chmod 644 "$T/tls/good/ca.crt"
 chown -R "$user" "$T/spool" "$T/mail"
-tern_pid=""
-start_tern() {
-    "$OB_TERN" serve -c "$T/tern.conf" >>"$T/tern.log" 2>&1 &
-    tern_pid=$!
-    if ! "$kit/wait-listen" -t $((10 * ${OB_SLOW:-1})) 127.0.0.1 2525; then
-        fail outtls-tern-start "tern did not start: $(tail -c 800 "$T/tern.log")"
-        exit 3
-    fi
-}
-stop_tern() {
-    kill -TERM "$tern_pid"
-    wait "$tern_pid" 2>/dev/null
-}
 start_tern
 
 inject() { # SUBJECT [outbound_inject options...]: queue a message; prints the queue ID
@@ -127,9 +91,6 @@ inject() { # SUBJECT [outbound_inject options...]: queue a message; prints the q
     printf 'From: alice@local.test\nTo: someone\nSubject: %s\n\nHello %s.\n' "$subj" "$subj" |
         "$OB_INJECT" -s "$T/spool" "$@"
 }
-json_with() { grep -lF -- "$2" "$T/cap/$1"/*.json 2>/dev/null | head -1; }
-has_json() { [ -n "$(json_with "$1" "$2")" ]; }
-logged() { grep -F -- "$1" "$T/tern.log" | grep -qF -- "$2"; }
 queue_empty() { [ -z "$(ls -A "$T/spool/queue")" ]; }
 
 # sent_ok NAME CAPTURE RCPT QID TLS-PATTERN: delivered to CAPTURE, logged with tls=...
@@ -201,16 +162,7 @@ start_tern
 
 # ---- 2. the double bounce -------------------------------------------------------------------
 pm=$T/mail/local.test/postmaster/new
-pm_with() { # the postmaster's message containing every string given
-    local f p ok
-    for f in "$pm"/*; do
-        [ -f "$f" ] || continue
-        ok=1
-        for p in "$@"; do grep -qF -- "$p" "$f" || { ok=0; break; }; done
-        [ $ok = 1 ] && { echo "$f"; return 0; }
-    done
-    return 1
-}
+pm_with() { mail_in "$pm" "$@"; } # the postmaster's message containing every string
 # The message bounces (550), and its bounce to a sender the same server refuses bounces too.
 q_db=$(inject doublebounce -f bob@rej.tlsp.test -t ida@rej.tlsp.test)
 if wait_for 30 pm_with "Subject: Undeliverable Delivery Notification (double bounce)" \
