@@ -19,8 +19,8 @@
  *
  * TLS policy per route (config.h): none, may (RFC 7435: a failed handshake is retried in
  * clear), encrypt, verify. Under verify the chain must reach a trusted CA (outbound_tls_ca_file
- * or the system store) and the certificate must name the MX host or the next-hop domain (RFC
- * 6125 via X509_VERIFY_PARAM_set1_host; RFC 7672 3.2.3 uses the same two names); the check
+ * or the system store) and the certificate must name the MX host or the next-hop domain (a
+ * transport's or smarthost's host name; RFC 6125 via X509_VERIFY_PARAM_set1_host); the check
  * is made after the handshake and before any command, so a failure is logged with OpenSSL's
  * reason, the server gets nothing but the TLS close, and the next address is tried. A
  * requirement not met is a temporary failure (4.7.4 no STARTTLS, 4.7.5 handshake or
