@@ -301,6 +301,13 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
     sb_fmt(b, "This is the mail system at host %s.\r\n\r\n", host);
     switch (m->kind) {
     case DSN_ACTION_FAILED:
+        if (m->double_bounce) {
+            sb_str(b, "A message from the null sender <> (a delivery status notification or\r\n"
+                      "another automatic report) could not be delivered. Such a message is\r\n"
+                      "never returned to anyone (RFC 5321 6.1), so it comes to the postmaster\r\n"
+                      "instead. It's attached below.\r\n");
+            break;
+        }
         sb_str(b, "I'm sorry to have to inform you that your message could not\r\n"
                   "be delivered to one or more recipients. It's attached below.\r\n");
         break;
@@ -457,7 +464,8 @@ char *dsn_build(const struct dsn_msg *m, const struct dsn_rcpt *r, size_t n, siz
     sb_fmt(&b, "To: <%s>\r\n", to);
     free(to);
     sb_fmt(&b, "Subject: %s\r\n",
-           m->kind == DSN_ACTION_FAILED    ? "Undelivered Mail Returned to Sender"
+           m->double_bounce                ? "Undeliverable Delivery Notification (double bounce)"
+           : m->kind == DSN_ACTION_FAILED  ? "Undelivered Mail Returned to Sender"
            : m->kind == DSN_ACTION_DELAYED ? "Delayed Mail (still being retried)"
                                            : "Successful Mail Delivery Report");
     sb_fmt(&b, "Message-ID: <%lld.%s.%s.%s@%s>\r\n", (long long)m->now, qid, kind, uniq, host);

@@ -48,6 +48,8 @@ struct dsn_msg {
     size_t content_len;
     bool full;
     bool utf8;                  /* original was SMTPUTF8: RFC 6533 media types */
+    bool double_bounce;         /* the original was itself a report from "<>" that failed;
+                                   this one goes to the postmaster (notify.h) */
 };
 
 /* Build the whole DSN message (header and body, CRLF line ends) for n recipients. Returns a

@@ -677,22 +677,50 @@ static void dest_free(struct outbound_dest_cfg *d)
     memset(d, 0, sizeof *d);
 }
 
-/* The options after HOST[:PORT]: starttls=none|opportunistic|required, auth=USER:PASSFILE. */
+enum tls_policy config_tls_policy(const char *name)
+{
+    static const struct {
+        const char *name;
+        enum tls_policy policy;
+    } names[] = {
+        {"none", TLS_POLICY_NONE},       {"may", TLS_POLICY_OPPORTUNISTIC},
+        {"encrypt", TLS_POLICY_REQUIRED}, {"verify", TLS_POLICY_VERIFY},
+        /* tern's first names, still accepted */
+        {"opportunistic", TLS_POLICY_OPPORTUNISTIC}, {"required", TLS_POLICY_REQUIRED},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
+        if (strcmp(name, names[i].name) == 0)
+            return names[i].policy;
+    return TLS_POLICY_DEFAULT;
+}
+
+const char *config_tls_policy_name(enum tls_policy policy)
+{
+    switch (policy) {
+    case TLS_POLICY_NONE:
+        return "none";
+    case TLS_POLICY_REQUIRED:
+        return "encrypt";
+    case TLS_POLICY_VERIFY:
+        return "verify";
+    case TLS_POLICY_DEFAULT:
+    case TLS_POLICY_OPPORTUNISTIC:
+        break;
+    }
+    return "may";
+}
+
+/* The options after HOST[:PORT]: starttls=none|may|encrypt|verify, auth=USER:PASSFILE. */
 static int parse_dest_opts(struct parser *p, const struct keyword *kw, char **argv, size_t argc,
                            struct outbound_dest_cfg *d)
 {
     for (size_t i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "starttls=", 9) == 0) {
-            if (strcmp(a + 9, "none") == 0)
-                d->tls = TLS_POLICY_NONE;
-            else if (strcmp(a + 9, "opportunistic") == 0)
-                d->tls = TLS_POLICY_OPPORTUNISTIC;
-            else if (strcmp(a + 9, "required") == 0)
-                d->tls = TLS_POLICY_REQUIRED;
-            else
-                return perr(p, "%s: bad option '%s' (expected starttls=none, "
-                               "starttls=opportunistic or starttls=required)", kw->name, a);
+            d->tls = config_tls_policy(a + 9);
+            if (d->tls == TLS_POLICY_DEFAULT)
+                return perr(p, "%s: bad option '%s' (expected starttls=none, starttls=may, "
+                               "starttls=encrypt or starttls=verify)", kw->name, a);
         } else if (strncmp(a, "auth=", 5) == 0) {
             const char *colon = strchr(a + 5, ':');
             if (!colon || colon == a + 5 || colon[1] == '\0')
@@ -853,15 +881,25 @@ static int kw_outbound_tls(struct parser *p, const struct keyword *kw, char **ar
 {
     if (want_one(p, kw, argc) < 0)
         return -1;
-    if (strcmp(argv[0], "none") == 0)
-        p->cfg->outbound_tls = TLS_POLICY_NONE;
-    else if (strcmp(argv[0], "opportunistic") == 0)
-        p->cfg->outbound_tls = TLS_POLICY_OPPORTUNISTIC;
-    else if (strcmp(argv[0], "required") == 0)
-        p->cfg->outbound_tls = TLS_POLICY_REQUIRED;
-    else
-        return perr(p, "%s: expected none, opportunistic or required, got '%s'", kw->name,
+    p->cfg->outbound_tls = config_tls_policy(argv[0]);
+    if (p->cfg->outbound_tls == TLS_POLICY_DEFAULT)
+        return perr(p, "%s: expected none, may, encrypt or verify, got '%s'", kw->name,
                     argv[0]);
+    return 0;
+}
+
+/* double_bounce_recipient ADDR|none: "none" (or "") keeps no one informed. */
+static int kw_double_bounce(struct parser *p, const struct keyword *kw, char **argv,
+                            size_t argc)
+{
+    if (want_one(p, kw, argc) < 0)
+        return -1;
+    const char *a = argv[0];
+    bool none = strcmp(a, "none") == 0 || strcmp(a, "\"\"") == 0;
+    const char *at = strrchr(a, '@');
+    if (!none && (!at || at == a || !valid_domain(at + 1) || strlen(a) > 254))
+        return perr(p, "%s: '%s' is not an address local@domain (or none)", kw->name, a);
+    set_string(&p->cfg->double_bounce_recipient, none ? "" : a);
     return 0;
 }
 
@@ -918,6 +956,8 @@ static const struct keyword keywords[] = {
     {"delay_warning", kw_duration, F(delay_warning), 0, 30 * DAY, false},
     {"retry_schedule", kw_retry_schedule, 0, 0, 0, false},
     {"outbound_tls", kw_outbound_tls, 0, 0, 0, false},
+    {"outbound_tls_ca_file", kw_path, F(outbound_tls_ca_file), 0, 0, false},
+    {"double_bounce_recipient", kw_double_bounce, 0, 0, 0, false},
     {"outbound_concurrency", kw_count, F(outbound_concurrency), 1, 1000, false},
     {"outbound_max_connections", kw_count, F(outbound_max_connections), 1, 100000, false},
     {"outbound_max_rcpts", kw_count, F(outbound_max_rcpts), 1, 100000, false},
@@ -1325,6 +1365,8 @@ void config_free(struct config *cfg)
     free(cfg->relay_networks);
     free(cfg->etrn_networks);
     free(cfg->resolver);
+    free(cfg->outbound_tls_ca_file);
+    free(cfg->double_bounce_recipient);
     free(cfg->retry_schedule);
     free(cfg->users_file);
     free(cfg->control_socket);

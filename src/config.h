@@ -45,14 +45,24 @@ struct mailbox_cfg {
     char *domain;  /* lower-cased domain */
 };
 
-/* Outbound TLS policy (RFC 3207 client side). Certificates are not verified (opportunistic
- * security, RFC 7435); "required" means encrypted or not at all. */
+/* Outbound TLS policy (RFC 3207 client side), the levels of Postfix's
+ * smtp_tls_security_level. Only "verify" checks the certificate (RFC 6125); "may" is
+ * opportunistic security (RFC 7435); "encrypt" means encrypted or not at all. */
 enum tls_policy {
     TLS_POLICY_DEFAULT = 0,   /* not set: the global outbound_tls applies */
-    TLS_POLICY_NONE,          /* never STARTTLS */
-    TLS_POLICY_OPPORTUNISTIC, /* STARTTLS when offered; on handshake failure, retry in clear */
-    TLS_POLICY_REQUIRED,      /* no STARTTLS offered or a failed handshake: defer */
+    TLS_POLICY_NONE,          /* "none": never STARTTLS */
+    TLS_POLICY_OPPORTUNISTIC, /* "may": STARTTLS when offered; on handshake failure, retry in
+                                 clear */
+    TLS_POLICY_REQUIRED,      /* "encrypt": no STARTTLS offered or a failed handshake: defer */
+    TLS_POLICY_VERIFY,        /* "verify": as encrypt, and the certificate must chain to a
+                                 trusted CA and name the MX host or the next-hop domain */
 };
+
+/* The policy a name means ("none", "may"/"opportunistic", "encrypt"/"required", "verify"),
+ * or TLS_POLICY_DEFAULT for an unknown name. */
+enum tls_policy config_tls_policy(const char *name);
+/* The policy's canonical name ("may"...). */
+const char *config_tls_policy_name(enum tls_policy policy);
 
 /* A fixed next hop: the smarthost, or one transport override. */
 struct outbound_dest_cfg {
@@ -157,8 +167,13 @@ struct config {
     int *retry_schedule;        /* "retry_schedule 1m 5m 30m 2h": delays after attempt 1, 2...;
                                    the last repeats. NULL = doubling retry_min .. retry_max */
     size_t nretry_schedule;
-    enum tls_policy outbound_tls; /* "outbound_tls none|opportunistic|required"; default
-                                     opportunistic (STARTTLS when offered) */
+    enum tls_policy outbound_tls; /* "outbound_tls none|may|encrypt|verify"; default may
+                                     (STARTTLS when offered) */
+    char *outbound_tls_ca_file; /* "outbound_tls_ca_file PATH": trusted CAs (PEM) for
+                                   "verify"; NULL = the system store */
+    char *double_bounce_recipient; /* "double_bounce_recipient ADDR|none": who hears of a
+                                      bounce that failed; NULL = postmaster@ the first
+                                      local_domain; "" (none) = log and drop */
     size_t outbound_concurrency; /* connections per destination; default 5 */
     size_t outbound_max_connections; /* all destinations together; default 100 */
     size_t outbound_max_rcpts;  /* recipients per transaction; default 100 (RFC 5321 4.5.3.1.8) */

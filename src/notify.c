@@ -2,7 +2,12 @@
  * through the queue writer, and the delay-warning marker. RFC 3461 4.3: RET=FULL returns
  * the whole message, otherwise (RET=HDRS or nothing) the header section; delay and success
  * reports return the header section only. RFC 5321 6.1: a report is never sent about a
- * message from "<>" (the caller checks), so reports cannot loop. */
+ * message from "<>" (the caller checks), so reports cannot loop.
+ *
+ * The one exception is the double bounce (Postfix's name): a message from "<>" that failed is
+ * reported to the postmaster, not to its (null) sender. That notice is marked in its
+ * envelope (protocol "double-bounce", which no SMTP client can set), and the caller never
+ * reports a marked message, so a notice that fails in turn is only logged. */
 #include "notify.h"
 
 #include <dirent.h>
@@ -50,12 +55,16 @@ static bool non_ascii(const char *s)
     return false;
 }
 
-int notify_queue(const struct config *cfg, const struct envelope *env, int fd, off_t off,
-                 off_t size, enum dsn_action kind, const struct dsn_rcpt *r, size_t n,
-                 time_t now, time_t retry_until, char dsn_qid[QUEUE_ID_MAX])
+/* Build a report about env and queue it from "<>" to one recipient: the sender, or the
+ * postmaster for a double bounce (then the failed bounce comes back whole, up to the
+ * limit: it is small, and the postmaster needs all of it). */
+static int queue_report(const struct config *cfg, const struct envelope *env, int fd,
+                        off_t off, off_t size, enum dsn_action kind, const struct dsn_rcpt *r,
+                        size_t n, time_t now, time_t retry_until, const char *to,
+                        bool double_bounce, char dsn_qid[QUEUE_ID_MAX])
 {
     static unsigned counter;
-    bool full = kind == DSN_ACTION_FAILED && env->ret == RET_FULL &&
+    bool full = kind == DSN_ACTION_FAILED && (env->ret == RET_FULL || double_bounce) &&
                 env->body != BODY_BINARYMIME && size <= (off_t)NOTIFY_FULL_MAX;
     size_t len = 0;
     char *content = read_content(fd, off, size, full ? NOTIFY_FULL_MAX : NOTIFY_HEADER_MAX, &len);
@@ -69,7 +78,7 @@ int notify_queue(const struct config *cfg, const struct envelope *env, int fd, o
         .kind = kind,
         .reporting_mta = cfg->hostname,
         .qid = env->qid,
-        .sender = env->sender,
+        .sender = to,
         .envid = env->envid,
         .arrival = env->arrival,
         .now = now,
@@ -79,6 +88,7 @@ int notify_queue(const struct config *cfg, const struct envelope *env, int fd, o
         .content_len = len,
         .full = full,
         .utf8 = env->smtputf8,
+        .double_bounce = double_bounce,
     };
     size_t dlen;
     char *dsn = dsn_build(&m, r, n, &dlen);
@@ -88,14 +98,14 @@ int notify_queue(const struct config *cfg, const struct envelope *env, int fd, o
     envelope_init(&de);
     envelope_set(&de.sender, "");
     de.body = dsn_has_8bit(dsn, dlen) ? BODY_8BITMIME : BODY_UNSPEC;
-    de.smtputf8 = env->smtputf8 && (non_ascii(env->sender) || de.body == BODY_8BITMIME);
+    de.smtputf8 = env->smtputf8 && (non_ascii(to) || de.body == BODY_8BITMIME);
     de.ret = RET_UNSPEC;
     envelope_set(&de.envid, "");
     de.arrival = now;
     envelope_set(&de.client_addr, "");
     envelope_set(&de.client_helo, cfg->hostname);
-    envelope_set(&de.protocol, "local");
-    envelope_add_rcpt(&de, env->sender, 0, "");
+    envelope_set(&de.protocol, double_bounce ? NOTIFY_DOUBLE_BOUNCE_PROTOCOL : "local");
+    envelope_add_rcpt(&de, to, 0, "");
     int rc = -1;
     struct queue_writer *w = queue_writer_open(cfg->spool_dir, &de);
     if (w) {
@@ -113,6 +123,37 @@ int notify_queue(const struct config *cfg, const struct envelope *env, int fd, o
     envelope_free(&de);
     errno = e;
     return rc;
+}
+
+int notify_queue(const struct config *cfg, const struct envelope *env, int fd, off_t off,
+                 off_t size, enum dsn_action kind, const struct dsn_rcpt *r, size_t n,
+                 time_t now, time_t retry_until, char dsn_qid[QUEUE_ID_MAX])
+{
+    return queue_report(cfg, env, fd, off, size, kind, r, n, now, retry_until, env->sender,
+                        false, dsn_qid);
+}
+
+int notify_queue_double_bounce(const struct config *cfg, const struct envelope *env, int fd,
+                               off_t off, off_t size, const struct dsn_rcpt *r, size_t n,
+                               time_t now, const char *to, char dsn_qid[QUEUE_ID_MAX])
+{
+    return queue_report(cfg, env, fd, off, size, DSN_ACTION_FAILED, r, n, now, 0, to, true,
+                        dsn_qid);
+}
+
+bool notify_is_double_bounce(const struct envelope *env)
+{
+    return env->protocol && strcmp(env->protocol, NOTIFY_DOUBLE_BOUNCE_PROTOCOL) == 0;
+}
+
+const char *notify_double_bounce_rcpt(const struct config *cfg, char *buf, size_t cap)
+{
+    if (cfg->double_bounce_recipient)
+        return cfg->double_bounce_recipient[0] ? cfg->double_bounce_recipient : NULL;
+    if (cfg->nlocal_domains == 0)
+        return NULL;
+    int k = snprintf(buf, cap, "postmaster@%s", cfg->local_domains[0]);
+    return k > 0 && (size_t)k < cap ? buf : NULL;
 }
 
 static bool marker_path(char *out, size_t cap, const char *spool_dir, const char *qid)

@@ -29,6 +29,22 @@ int notify_queue(const struct config *cfg, const struct envelope *env, int fd, o
                  off_t size, enum dsn_action kind, const struct dsn_rcpt *r, size_t n,
                  time_t now, time_t retry_until, char dsn_qid[QUEUE_ID_MAX]);
 
+/* The double bounce: a message from "<>" (a DSN, usually) failed. RFC 5321 6.1 forbids a
+ * report to its null sender, so the failure report goes to the postmaster (to, e.g. from
+ * notify_double_bounce_rcpt) and carries the failed message whole (up to NOTIFY_FULL_MAX).
+ * The notice is queued from "<>" with a marked envelope (notify_is_double_bounce): the
+ * caller never reports the failure of a marked message, so there is never a loop. Returns
+ * as notify_queue. */
+#define NOTIFY_DOUBLE_BOUNCE_PROTOCOL "double-bounce"
+int notify_queue_double_bounce(const struct config *cfg, const struct envelope *env, int fd,
+                               off_t off, off_t size, const struct dsn_rcpt *r, size_t n,
+                               time_t now, const char *to, char dsn_qid[QUEUE_ID_MAX]);
+/* Whether env is a double-bounce notice (never reported again). */
+bool notify_is_double_bounce(const struct envelope *env);
+/* Who gets double bounces: double_bounce_recipient, or postmaster@ the first local_domain
+ * (written into buf); NULL when no one does ("none", or no local domain). */
+const char *notify_double_bounce_rcpt(const struct config *cfg, char *buf, size_t cap);
+
 /* The delay-warning marker. */
 bool notify_delay_sent(const char *spool_dir, const char *qid);
 void notify_mark_delay(const char *spool_dir, const char *qid);

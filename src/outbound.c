@@ -15,7 +15,16 @@
  * lost, 4xx/5xx greeting or EHLO, TLS required but missing) moves the undecided recipients
  * on to the next address and the next MX host; a reply to MAIL, RCPT or the data decides for
  * the recipients it concerns. When every host is used up, undecided recipients are deferred
- * if any failure was temporary, else failed. Timeouts follow RFC 5321 4.5.3.2. */
+ * if any failure was temporary, else failed. Timeouts follow RFC 5321 4.5.3.2.
+ *
+ * TLS policy per route (config.h): none, may (RFC 7435: a failed handshake is retried in
+ * clear), encrypt, verify. Under verify the chain must reach a trusted CA (outbound_tls_ca_file
+ * or the system store) and the certificate must name the MX host or the next-hop domain (a
+ * transport's or smarthost's host name; RFC 6125 via X509_VERIFY_PARAM_set1_host); the check
+ * is made after the handshake and before any command, so a failure is logged with OpenSSL's
+ * reason, the server gets nothing but the TLS close, and the next address is tried. A
+ * requirement not met is a temporary failure (4.7.4 no STARTTLS, 4.7.5 handshake or
+ * certificate): the mail waits, it is never sent in clear. */
 #include "outbound.h"
 
 #include <arpa/inet.h>
@@ -27,6 +36,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +137,7 @@ struct session {
     /* the connection */
     struct bufferevent *bev;
     bool tls;
+    char tls_desc[OB_TLS_MAX];     /* for the log: "TLSv1.3/CIPHER/verified", "" in clear */
     bool no_tls;                   /* retrying this address in clear after a failed handshake */
     char peer_name[ROUTE_NAME_MAX];
     char peer_ip[48];
@@ -274,6 +285,7 @@ static void rcpt_set(struct session *s, struct ob_rcpt *r, enum ob_status st, co
     r->remote = remote;
     str_copy(r->relay, sizeof r->relay, s->relay[0] ? s->relay : "none");
     str_copy(r->mta, sizeof r->mta, remote ? s->peer_name : "");
+    str_copy(r->tls, sizeof r->tls, s->tls_desc[0] ? s->tls_desc : "none");
     r->peer_dsn = s->dsn;
     r->accepted = 0;
 }
@@ -357,6 +369,7 @@ static void close_conn(struct session *s)
         s->bev = NULL;
     }
     s->tls = false;
+    s->tls_desc[0] = '\0';
     s->have_caps = false;
     smtp_caps_free(&s->caps);
     smtp_reply_free(&s->reply);
@@ -502,6 +515,7 @@ static void job_exhausted(struct session *s)
         r->remote = s->last_remote;
         str_copy(r->relay, sizeof r->relay, s->last_relay[0] ? s->last_relay : "none");
         str_copy(r->mta, sizeof r->mta, s->last_remote ? s->last_mta : "");
+        str_copy(r->tls, sizeof r->tls, "none");
         r->peer_dsn = false;
         r->accepted = 0;
     }
@@ -520,6 +534,7 @@ static void job_exhausted(struct session *s)
             r->remote = false;
             str_copy(r->relay, sizeof r->relay, "none");
             r->mta[0] = '\0';
+            str_copy(r->tls, sizeof r->tls, "none");
         }
         s->ob->njobs--;
         w->done(w, w->arg);
@@ -890,7 +905,7 @@ static void after_hello(struct session *s)
         arm(s, t_command(s));
         return;
     }
-    if (!s->tls && rt->tls == TLS_POLICY_REQUIRED) {
+    if (!s->tls && rt->tls >= TLS_POLICY_REQUIRED) {
         conn_failed(s, true,
                     s->starttls ? "4.7.5 TLS is required but the handshake failed"
                                 : "4.7.4 TLS is required but the server does not offer STARTTLS",
@@ -956,6 +971,49 @@ static void send_b64(struct session *s, const char *text)
     free(b64);
 }
 
+/* The names the certificate may carry under "verify": for an MX route the MX host name and
+ * the recipient's domain, the next-hop domain (RFC 7672 3.2.3 accepts both); for a fixed
+ * next hop (transport, smarthost) its host name only, so a connection verified once serves
+ * every domain routed there (they share a route key). An IP address is checked as one. The
+ * chain itself is verified by OpenSSL against the context's trust store. */
+static int set_verify_names(struct session *s, SSL *ssl)
+{
+    const struct route *rt = &s->job->route;
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    if (rt->literal)
+        return X509_VERIFY_PARAM_set1_ip_asc(param, s->peer_ip) == 1 ? 0 : -1;
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (X509_VERIFY_PARAM_set1_host(param, s->peer_name, 0) != 1)
+        return -1;
+    if (rt->kind == ROUTE_MX && !str_ieq(rt->domain, s->peer_name) &&
+        X509_VERIFY_PARAM_add1_host(param, rt->domain, 0) != 1)
+        return -1;
+    return 0;
+}
+
+/* After the handshake: describe the connection for the log, and under "verify" check what
+ * OpenSSL found. Returns false (with the reason in why) when the certificate is refused. */
+static bool tls_accept_peer(struct session *s, char *why, size_t whycap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+    bool verify = s->job && s->job->route.tls == TLS_POLICY_VERIFY;
+    bool ok = !verify;
+    if (ssl && verify) {
+        const X509 *cert = SSL_get0_peer_certificate(ssl);
+        long res = SSL_get_verify_result(ssl);
+        if (!cert)
+            snprintf(why, whycap, "4.7.5 %s sent no certificate", s->relay);
+        else if (res != X509_V_OK)
+            snprintf(why, whycap, "4.7.5 certificate of %s not verified: %s", s->relay,
+                     X509_verify_cert_error_string(res));
+        else
+            ok = true;
+    }
+    snprintf(s->tls_desc, sizeof s->tls_desc, "%s/%s/%s", ssl ? SSL_get_version(ssl) : "?",
+             ssl ? SSL_get_cipher_name(ssl) : "?", verify && ok ? "verified" : "unverified");
+    return ok;
+}
+
 static void start_tls(struct session *s)
 {
     /* Anything the server sent after its 220 would be read as if it came over TLS: a
@@ -969,6 +1027,12 @@ static void start_tls(struct session *s)
     }
     if (s->peer_name[0] && !s->job->route.literal)
         SSL_set_tlsext_host_name(ssl, s->peer_name);
+    if (s->job->route.tls == TLS_POLICY_VERIFY && set_verify_names(s, ssl) < 0) {
+        SSL_free(ssl);
+        conn_failed(s, true, "4.7.5 cannot set the names to verify the certificate against",
+                    false);
+        return;
+    }
     struct bufferevent *tb = bufferevent_openssl_filter_new(
         s->ob->base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -1437,7 +1501,7 @@ static bool handle_reply(struct session *s, const struct smtp_reply *r)
             start_tls(s);
             return false; /* the old bufferevent is now under the TLS filter */
         }
-        if (s->job->route.tls == TLS_POLICY_REQUIRED) {
+        if (s->job->route.tls >= TLS_POLICY_REQUIRED) {
             conn_failed(s, true, text, true);
             return false;
         }
@@ -1596,12 +1660,11 @@ static void session_event(struct session *s, short what)
             arm(s, t_command(s));
         } else if (s->st == S_TLS_HANDSHAKE) {
             s->tls = true;
-            char desc[128] = "";
-            SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-            if (ssl)
-                snprintf(desc, sizeof desc, "%s %s", SSL_get_version(ssl),
-                         SSL_get_cipher_name(ssl));
-            log_debug("smtp client %s: TLS established (%s)", s->relay, desc);
+            if (!tls_accept_peer(s, text, sizeof text)) {
+                conn_failed(s, true, text, false);
+                return;
+            }
+            log_debug("smtp client %s: TLS established (%s)", s->relay, s->tls_desc);
             send_ehlo(s);
         }
         return;
@@ -1880,6 +1943,48 @@ static void add_cred(struct outbound *ob, const struct outbound_dest_cfg *d)
                 d->auth_passfile ? d->auth_passfile : "(none)", d->host, strerror(errno));
 }
 
+/* The CAs "verify" trusts: outbound_tls_ca_file, or the system store - its hashed directory,
+ * which OpenSSL reads one certificate at a time as a chain needs it (loading the whole bundle
+ * file would cost every start of the queue manager a second under the sanitizers). */
+static int load_cas(SSL_CTX *ctx, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *ca = cfg->outbound_tls_ca_file;
+    if (ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL) == 1
+           : SSL_CTX_set_default_verify_dir(ctx) == 1)
+        return 0;
+    char ebuf[160] = "";
+    ERR_error_string_n(ERR_get_error(), ebuf, sizeof ebuf);
+    ERR_clear_error();
+    snprintf(err, errlen, "cannot load the trusted CAs %s: %s", ca ? ca : "of the system store",
+             ebuf);
+    return -1;
+}
+
+/* Whether any route can be "verify": only then are CAs needed. */
+static bool uses_verify(const struct config *cfg)
+{
+    if (cfg->outbound_tls == TLS_POLICY_VERIFY || cfg->smarthost.tls == TLS_POLICY_VERIFY)
+        return true;
+    for (size_t i = 0; i < cfg->ntransports; i++)
+        if (cfg->transports[i].tls == TLS_POLICY_VERIFY)
+            return true;
+    return false;
+}
+
+int outbound_check_config(const struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->outbound_tls_ca_file)
+        return 0;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS client context");
+        return -1;
+    }
+    int rc = load_cas(ctx, cfg, err, errlen);
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
 struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
                               struct dns_resolver *dns, char *err, size_t errlen)
 {
@@ -1895,9 +2000,15 @@ struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
         return NULL;
     }
     /* Opportunistic security (RFC 7435): encrypt, do not authenticate; a certificate that
-     * does not verify is still better than clear text. TLS 1.2 at least. */
+     * does not verify is still better than clear text. TLS 1.2 at least. The handshake never
+     * fails on the certificate: "verify" routes read OpenSSL's verdict afterwards
+     * (tls_accept_peer), against these trusted CAs. */
     SSL_CTX_set_min_proto_version(ob->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ob->ssl_ctx, SSL_VERIFY_NONE, NULL);
+    if (uses_verify(cfg) && load_cas(ob->ssl_ctx, cfg, err, errlen) < 0) {
+        outbound_free(ob);
+        return NULL;
+    }
     SSL_CTX_set_options(ob->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     add_cred(ob, &cfg->smarthost);
     for (size_t i = 0; i < cfg->ntransports; i++)

@@ -39,6 +39,7 @@ enum ob_status {
 
 #define OB_REPLY_MAX 512
 #define OB_RELAY_MAX 320
+#define OB_TLS_MAX 128
 
 struct ob_rcpt {
     const char *addr;              /* "local@domain" */
@@ -53,6 +54,8 @@ struct ob_rcpt {
     bool remote;                   /* reply came from the remote server */
     char relay[OB_RELAY_MAX];      /* "mx.example.org[192.0.2.1]:25", or "none" */
     char mta[ROUTE_NAME_MAX];      /* host name for the DSN Remote-MTA field, or "" */
+    char tls[OB_TLS_MAX];          /* the connection's TLS for the log:
+                                      "TLSv1.3/CIPHER/verified" (or "/unverified"), "none" */
     bool peer_dsn;                 /* the accepting server offers DSN (RFC 3461) */
     int accepted;                  /* internal: RCPT accepted in the current transaction */
 };
@@ -90,6 +93,9 @@ struct ob_job {
  * needs DNS (tests with literal addresses). */
 struct outbound *outbound_new(const struct config *cfg, struct event_base *base,
                               struct dns_resolver *dns, char *err, size_t errlen);
+/* Check what outbound_new will read, for the supervisor and "tern serve --check": the
+ * outbound_tls_ca_file must hold PEM certificates. 0, or -1 with a message in err. */
+int outbound_check_config(const struct config *cfg, char *err, size_t errlen);
 /* Queue a job; it starts from the event loop. */
 void outbound_submit(struct outbound *ob, struct ob_job *job);
 /* Jobs submitted and not done yet. */

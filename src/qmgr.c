@@ -318,7 +318,7 @@ static long long age(const struct qmsg *m)
 }
 
 static void log_result(const struct qmsg *m, const struct envelope_rcpt *r, const char *relay,
-                       const char *esc)
+                       const char *tls, const char *esc)
 {
     const char *status = r->status == RCPT_DELIVERED ? "sent"
                          : r->status == RCPT_FAILED  ? "bounced"
@@ -326,20 +326,25 @@ static void log_result(const struct qmsg *m, const struct envelope_rcpt *r, cons
     const char *event = r->status == RCPT_DELIVERED ? "delivered"
                         : r->status == RCPT_FAILED  ? "bounced"
                                                     : "deferred";
+    /* tls= only for a remote server: "TLSv1.3/CIPHER/verified", or "none" in clear */
+    char tlsf[OB_TLS_MAX + 8] = "";
+    if (tls)
+        snprintf(tlsf, sizeof tlsf, " tls=%s", tls);
     if (r->status == RCPT_PENDING)
         log_info("%s qid=%s to=<%s> relay=%s delay=%lld attempts=%d dsn=%s retry_in=%llds "
-                 "status=%s reply=%s",
+                 "status=%s%s reply=%s",
                  event, m->env.qid, r->addr, relay, age(m), r->attempts, esc,
-                 (long long)(r->next_try - m->now), status, r->last_reply);
+                 (long long)(r->next_try - m->now), status, tlsf, r->last_reply);
     else
-        log_info("%s qid=%s to=<%s> relay=%s delay=%lld attempts=%d dsn=%s status=%s reply=%s",
-                 event, m->env.qid, r->addr, relay, age(m), r->attempts, esc, status,
+        log_info("%s qid=%s to=<%s> relay=%s delay=%lld attempts=%d dsn=%s status=%s%s reply=%s",
+                 event, m->env.qid, r->addr, relay, age(m), r->attempts, esc, status, tlsf,
                  r->last_reply);
 }
 
-/* Record a result: the envelope's recipient state, the note for DSNs, one log line. */
-static void set_result(struct qmsg *m, size_t i, enum rcpt_status st, const char *reply,
-                       const char *relay)
+/* Record a result: the envelope's recipient state, the note for DSNs, one log line. tls is
+ * the remote connection's TLS, NULL for local deliveries. */
+static void set_result_tls(struct qmsg *m, size_t i, enum rcpt_status st, const char *reply,
+                           const char *relay, const char *tls)
 {
     struct envelope_rcpt *r = &m->env.rcpts[i];
     struct rnote *note = &m->notes[i];
@@ -351,7 +356,13 @@ static void set_result(struct qmsg *m, size_t i, enum rcpt_status st, const char
                st == RCPT_DELIVERED ? "2.0.0" : st == RCPT_PENDING ? "4.0.0" : "5.0.0");
     note->tried = true;
     m->changed = true;
-    log_result(m, r, relay, note->esc);
+    log_result(m, r, relay, tls, note->esc);
+}
+
+static void set_result(struct qmsg *m, size_t i, enum rcpt_status st, const char *reply,
+                       const char *relay)
+{
+    set_result_tls(m, i, st, reply, relay, NULL);
 }
 
 static void finish_message(struct qmsg *m);
@@ -377,7 +388,7 @@ static void job_done(struct ob_job *job, void *arg)
         enum rcpt_status st = o->status == OB_SENT       ? RCPT_DELIVERED
                               : o->status == OB_DEFERRED ? RCPT_PENDING
                                                          : RCPT_FAILED;
-        set_result(m, i, st, o->reply, o->relay);
+        set_result_tls(m, i, st, o->reply, o->relay, o->tls);
     }
     if (--m->pending == 0)
         finish_message(m);
@@ -424,9 +435,10 @@ static void dsn_rcpt_of(const struct qmsg *m, size_t i, enum dsn_action action,
     }
 }
 
-/* Queue one DSN; 0 on success, -1 (logged) when it could not be queued (disk full...). */
+/* Queue one DSN; 0 on success, -1 (logged) when it could not be queued (disk full...).
+ * double_to: a double bounce to this address instead of a report to the sender. */
 static int send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
-                    const enum dsn_action *actions, size_t n)
+                    const enum dsn_action *actions, size_t n, const char *double_to)
 {
     const struct config *cfg = m->q->cfg;
     struct dsn_rcpt *dr = xcalloc(n, sizeof *dr);
@@ -438,14 +450,19 @@ static int send_dsn(struct qmsg *m, enum dsn_action kind, const size_t *idx,
     const char *what = kind == DSN_ACTION_FAILED    ? "failure"
                        : kind == DSN_ACTION_DELAYED ? "delay"
                                                     : "success";
-    int rc = notify_queue(cfg, &m->env, m->fd, m->off, m->size, kind, dr, n, m->now, until,
-                          dsn_qid);
+    int rc = double_to ? notify_queue_double_bounce(cfg, &m->env, m->fd, m->off, m->size, dr,
+                                                    n, m->now, double_to, dsn_qid)
+                       : notify_queue(cfg, &m->env, m->fd, m->off, m->size, kind, dr, n,
+                                      m->now, until, dsn_qid);
+    if (double_to)
+        what = "double-bounce";
+    const char *to = double_to ? double_to : m->env.sender;
     if (rc == 0)
-        log_info("dsn qid=%s kind=%s to=<%s> nrcpt=%zu dsn_qid=%s", m->env.qid, what,
-                 m->env.sender, n, dsn_qid);
+        log_info("dsn qid=%s kind=%s to=<%s> nrcpt=%zu dsn_qid=%s", m->env.qid, what, to, n,
+                 dsn_qid);
     else
-        log_err("cannot queue the %s DSN for qid=%s to=<%s>: %s", what, m->env.qid,
-                m->env.sender, strerror(errno));
+        log_err("cannot queue the %s DSN for qid=%s to=<%s>: %s", what, m->env.qid, to,
+                strerror(errno));
     free(dr);
     free(texts);
     return rc < 0 ? -1 : 0;
@@ -527,7 +544,28 @@ static void finish_message(struct qmsg *m)
             act[k++] = DSN_ACTION_FAILED;
         }
     }
-    if (k > 0 && send_dsn(m, DSN_ACTION_FAILED, idx, act, k) < 0) {
+    /* A message from "<>" that failed is never bounced (RFC 5321 6.1): the postmaster hears
+     * of it instead (the double bounce, notify.h), unless it was such a notice itself. */
+    char pm[SMTP_PATH_MAX + 16];
+    const char *double_to = NULL;
+    for (size_t i = 0; i < n && !can_notify; i++) {
+        if (m->notes[i].before != RCPT_PENDING || env->rcpts[i].status != RCPT_FAILED)
+            continue;
+        if (k == 0) {
+            if (!notify_is_double_bounce(env))
+                double_to = notify_double_bounce_rcpt(cfg, pm, sizeof pm);
+            if (!double_to) {
+                log_info("double-bounce qid=%s dropped: %s", env->qid,
+                         notify_is_double_bounce(env)
+                             ? "a double-bounce notice is never reported again"
+                             : "no double_bounce_recipient");
+                break;
+            }
+        }
+        idx[k] = i;
+        act[k++] = DSN_ACTION_FAILED;
+    }
+    if (k > 0 && send_dsn(m, DSN_ACTION_FAILED, idx, act, k, double_to) < 0) {
         /* Recording the failure now would lose the bounce (RFC 5321 6.1: the sender MUST
          * be told): keep the recipients pending, so a later pass fails them again and
          * queues the bounce once the spool has room. */
@@ -549,7 +587,7 @@ static void finish_message(struct qmsg *m)
         act[k++] = note->local ? DSN_ACTION_DELIVERED : DSN_ACTION_RELAYED;
     }
     if (k > 0)
-        send_dsn(m, DSN_ACTION_DELIVERED, idx, act, k);
+        send_dsn(m, DSN_ACTION_DELIVERED, idx, act, k, NULL);
 
     /* The delay warning: once, when the message is older than delay_warning. */
     bool warn_pending = false;
@@ -568,7 +606,7 @@ static void finish_message(struct qmsg *m)
                 if (!m->notes[idx[j]].esc[0])
                     esc_of(env->rcpts[idx[j]].last_reply ? env->rcpts[idx[j]].last_reply : "",
                            m->notes[idx[j]].esc, sizeof m->notes[idx[j]].esc, "4.0.0");
-            if (send_dsn(m, DSN_ACTION_DELAYED, idx, act, k) == 0)
+            if (send_dsn(m, DSN_ACTION_DELAYED, idx, act, k, NULL) == 0)
                 notify_mark_delay(cfg->spool_dir, env->qid);
         } else if (k > 0) {
             warn_pending = true;

@@ -130,5 +130,13 @@ int route_lookup(const struct config *cfg, const char *domain, struct route *out
         snprintf(out->key, sizeof out->key, "mx:%s", out->domain);
     else
         snprintf(out->key, sizeof out->key, "host:%s:%u", out->host, (unsigned)out->port);
+    /* Recipients share connections and transactions by key: two next hops on one host with
+     * different TLS levels must not, or one level's clear-text connection would carry the
+     * other's mail. ("may", the default, keeps the plain key.) */
+    if (out->kind == ROUTE_HOST && out->tls != TLS_POLICY_OPPORTUNISTIC) {
+        size_t kl = strlen(out->key);
+        snprintf(out->key + kl, sizeof out->key - kl, ":tls=%s",
+                 config_tls_policy_name(out->tls));
+    }
     return 0;
 }

@@ -31,7 +31,7 @@ struct route {
     unsigned short port;          /* 25 unless configured */
     enum tls_policy tls;          /* never TLS_POLICY_DEFAULT */
     const struct outbound_dest_cfg *dest; /* the transport or smarthost entry, or NULL */
-    char key[ROUTE_NAME_MAX + 16]; /* destination key: "mx:DOMAIN", "host:HOST:PORT",
+    char key[ROUTE_NAME_MAX + 32]; /* destination key: "mx:DOMAIN", "host:HOST:PORT[:tls=LEVEL]",
                                       "odmr:DOMAIN" (an ATRN session: "atrn:N") */
 };
 

@@ -35,6 +35,7 @@
 #include "aliases_load.h"
 #include "config.h"
 #include "log.h"
+#include "outbound.h"
 #include "peertab.h"
 #include "privsep.h"
 #include "qmgr.h"
@@ -523,6 +524,10 @@ static struct generation *gen_new(char *err, size_t errlen)
     }
     /* The alias files (and :include: files) are read here too, before the drop. */
     if (aliases_load(&g->cfg, err, errlen) < 0)
+        goto fail;
+    /* The queue manager reads the CAs for outbound "verify" itself, as the user; a wrong
+     * file is better reported now. */
+    if (outbound_check_config(&g->cfg, err, errlen) < 0)
         goto fail;
     long n = g->cfg.workers;
     if (n <= 0)

@@ -139,6 +139,38 @@ static void test_full_return(void **state)
     free(out);
 }
 
+/* A failed report from "<>" goes to the postmaster: its own subject and words, the failed
+ * report returned whole. */
+static void test_double_bounce(void **state)
+{
+    (void)state;
+    struct dsn_msg m = base_msg();
+    m.sender = "postmaster@local.test";
+    m.double_bounce = true;
+    m.full = true;
+    m.content_len = sizeof original - 1;
+    struct dsn_rcpt r = {.addr = "alice@gone.test", .action = DSN_ACTION_FAILED,
+                         .status = "5.1.1", .remote_mta = "mx.gone.test",
+                         .diagnostic = "550 5.1.1 no such user"};
+    size_t len;
+    char *out = dsn_build(&m, &r, 1, &len);
+    check_lines(out, len);
+    assert_true(has_line(out, "To: <postmaster@local.test>"));
+    assert_true(has_line(out, "Subject: Undeliverable Delivery Notification (double bounce)"));
+    assert_null(strstr(out, "Undelivered Mail Returned to Sender"));
+    assert_non_null(strstr(out, "never returned to anyone (RFC 5321 6.1)"));
+    assert_true(has_line(out, "Final-Recipient: rfc822; alice@gone.test"));
+    assert_true(has_line(out, "Content-Type: message/rfc822"));
+    assert_true(has_line(out, "The body line."));
+    free(out);
+    /* the same report without the flag is an ordinary bounce */
+    m.double_bounce = false;
+    out = dsn_build(&m, &r, 1, &len);
+    assert_true(has_line(out, "Subject: Undelivered Mail Returned to Sender"));
+    assert_null(strstr(out, "double bounce"));
+    free(out);
+}
+
 static void test_delay_report(void **state)
 {
     (void)state;
@@ -316,7 +348,7 @@ int main(void)
         cmocka_unit_test(test_injection),       cmocka_unit_test(test_folding),
         cmocka_unit_test(test_utf8_types),      cmocka_unit_test(test_boundary_unique),
         cmocka_unit_test(test_header_len),      cmocka_unit_test(test_date_and_status),
-        cmocka_unit_test(test_long_word),
+        cmocka_unit_test(test_long_word),       cmocka_unit_test(test_double_bounce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

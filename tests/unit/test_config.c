@@ -1023,6 +1023,48 @@ static void test_outbound_keywords(void **state)
     config_free(&cfg);
 }
 
+/* The TLS security levels (Postfix's names) and tern's first names for two of them. */
+static void test_outbound_tls_levels(void **state)
+{
+    (void)state;
+    assert_int_equal(config_tls_policy("none"), TLS_POLICY_NONE);
+    assert_int_equal(config_tls_policy("may"), TLS_POLICY_OPPORTUNISTIC);
+    assert_int_equal(config_tls_policy("opportunistic"), TLS_POLICY_OPPORTUNISTIC);
+    assert_int_equal(config_tls_policy("encrypt"), TLS_POLICY_REQUIRED);
+    assert_int_equal(config_tls_policy("required"), TLS_POLICY_REQUIRED);
+    assert_int_equal(config_tls_policy("verify"), TLS_POLICY_VERIFY);
+    assert_int_equal(config_tls_policy("secure"), TLS_POLICY_DEFAULT); /* not offered */
+    assert_int_equal(config_tls_policy(""), TLS_POLICY_DEFAULT);
+    assert_string_equal(config_tls_policy_name(TLS_POLICY_NONE), "none");
+    assert_string_equal(config_tls_policy_name(TLS_POLICY_OPPORTUNISTIC), "may");
+    assert_string_equal(config_tls_policy_name(TLS_POLICY_REQUIRED), "encrypt");
+    assert_string_equal(config_tls_policy_name(TLS_POLICY_VERIFY), "verify");
+
+    struct config cfg;
+    parse_ok(&cfg, BASE
+             "outbound_tls verify\n"
+             "outbound_tls_ca_file /etc/tern/ca.pem\n"
+             "smarthost relay.example starttls=encrypt\n"
+             "transport a.example mx.a.example starttls=may\n"
+             "transport b.example mx.b.example starttls=verify\n"
+             "double_bounce_recipient Admin@Example.net\n");
+    assert_int_equal(cfg.outbound_tls, TLS_POLICY_VERIFY);
+    assert_string_equal(cfg.outbound_tls_ca_file, "/etc/tern/ca.pem");
+    assert_int_equal(cfg.smarthost.tls, TLS_POLICY_REQUIRED);
+    assert_int_equal(cfg.transports[0].tls, TLS_POLICY_OPPORTUNISTIC);
+    assert_int_equal(cfg.transports[1].tls, TLS_POLICY_VERIFY);
+    assert_string_equal(cfg.double_bounce_recipient, "Admin@Example.net");
+    config_free(&cfg);
+
+    parse_ok(&cfg, BASE "double_bounce_recipient none\n");
+    assert_string_equal(cfg.double_bounce_recipient, "");
+    config_free(&cfg);
+    parse_ok(&cfg, BASE);
+    assert_null(cfg.outbound_tls_ca_file);
+    assert_null(cfg.double_bounce_recipient);
+    config_free(&cfg);
+}
+
 static void test_outbound_errors(void **state)
 {
     (void)state;
@@ -1041,7 +1083,7 @@ static void test_outbound_errors(void **state)
                  "t.conf:3: smarthost: bad host '[2001:db8::1' (expected [IPV6] or [IPV6]:PORT)");
     expect_error(BASE "smarthost r.example starttls=maybe\n",
                  "t.conf:3: smarthost: bad option 'starttls=maybe' (expected starttls=none, "
-                 "starttls=opportunistic or starttls=required)");
+                 "starttls=may, starttls=encrypt or starttls=verify)");
     expect_error(BASE "smarthost r.example auth=nopass\n",
                  "t.conf:3: smarthost: bad option 'auth=nopass' (expected "
                  "auth=USER:PASSWORD-FILE)");
@@ -1074,7 +1116,18 @@ static void test_outbound_errors(void **state)
     expect_error(BASE "retry_schedule 0s\n",
                  "t.conf:3: retry_schedule: '0s' is not a duration from 1s to 30d");
     expect_error(BASE "outbound_tls maybe\n",
-                 "t.conf:3: outbound_tls: expected none, opportunistic or required, got 'maybe'");
+                 "t.conf:3: outbound_tls: expected none, may, encrypt or verify, got 'maybe'");
+    expect_error(BASE "outbound_tls Verify\n",
+                 "t.conf:3: outbound_tls: expected none, may, encrypt or verify, got 'Verify'");
+    expect_error(BASE "outbound_tls_ca_file\n", "t.conf:3: outbound_tls_ca_file: missing value");
+    expect_error(BASE "double_bounce_recipient postmaster\n",
+                 "t.conf:3: double_bounce_recipient: 'postmaster' is not an address "
+                 "local@domain (or none)");
+    expect_error(BASE "double_bounce_recipient @example.org\n",
+                 "t.conf:3: double_bounce_recipient: '@example.org' is not an address "
+                 "local@domain (or none)");
+    expect_error(BASE "double_bounce_recipient a@b.example c@d.example\n",
+                 "t.conf:3: double_bounce_recipient: expected one value, got 2");
     expect_error(BASE "outbound_concurrency 0\n",
                  "t.conf:3: outbound_concurrency: '0' is out of range (1 to 1000)");
     expect_error(BASE "delay_warning 31d\n",
@@ -1268,6 +1321,7 @@ int main(void)
         cmocka_unit_test(test_outbound_defaults),
         cmocka_unit_test(test_outbound_keywords),
         cmocka_unit_test(test_outbound_errors),
+        cmocka_unit_test(test_outbound_tls_levels),
         cmocka_unit_test(test_auth_keywords),
         cmocka_unit_test(test_dovecot_keywords),
         cmocka_unit_test(test_abuse_keywords),

@@ -62,7 +62,7 @@ static void test_transports(void **state)
     assert_false(r.literal);
     assert_int_equal(r.port, 2525);
     assert_int_equal(r.tls, TLS_POLICY_REQUIRED);
-    assert_string_equal(r.key, "host:relay.special.test:2525");
+    assert_string_equal(r.key, "host:relay.special.test:2525:tls=encrypt");
     assert_ptr_equal(r.dest, &transports[0]);
     /* ".corp.test" covers subdomains, not corp.test itself */
     assert_int_equal(route_lookup(&c, "a.b.corp.test", &r, err, sizeof err), 0);
@@ -76,7 +76,7 @@ static void test_transports(void **state)
     assert_int_equal(route_lookup(&c, "deep.corp.test", &r, err, sizeof err), 0);
     assert_string_equal(r.host, "::1");
     assert_int_equal(r.tls, TLS_POLICY_NONE);
-    assert_string_equal(r.key, "host:::1:26");
+    assert_string_equal(r.key, "host:::1:26:tls=none");
     /* the closest parent wins */
     assert_int_equal(route_lookup(&c, "x.deep.corp.test", &r, err, sizeof err), 0);
     assert_string_equal(r.host, "10.1.2.3");
@@ -99,6 +99,18 @@ static void test_smarthost(void **state)
     assert_int_equal(r.port, 587);
     assert_ptr_equal(r.dest, &c.smarthost);
     assert_string_equal(r.key, "host:relay.isp.test:587");
+    /* the same host at another TLS level is another destination: no shared connection */
+    c.smarthost.tls = TLS_POLICY_VERIFY;
+    assert_int_equal(route_lookup(&c, "anywhere.test", &r, err, sizeof err), 0);
+    assert_int_equal(r.tls, TLS_POLICY_VERIFY);
+    assert_string_equal(r.key, "host:relay.isp.test:587:tls=verify");
+    c.outbound_tls = TLS_POLICY_REQUIRED; /* the global level: MX keys stay per domain */
+    assert_int_equal(route_lookup(&c, "mx.example", &r, err, sizeof err), 0);
+    c.smarthost.host = NULL;
+    assert_int_equal(route_lookup(&c, "mx.example", &r, err, sizeof err), 0);
+    assert_int_equal(r.kind, ROUTE_MX);
+    assert_int_equal(r.tls, TLS_POLICY_REQUIRED);
+    assert_string_equal(r.key, "mx:mx.example");
     /* transports before the smarthost; local stays local */
     assert_int_equal(route_lookup(&c, "special.test", &r, err, sizeof err), 0);
     assert_string_equal(r.host, "relay.special.test");
