@@ -38,7 +38,7 @@ static void test_round_trip(void **state)
     struct maildrop_msg m = {.sender = "cron@example.org", .rcpts = rcpts, .nrcpts = 2,
                              .notify = "SUCCESS,FAILURE", .ret = "HDRS", .envid = "id+2B1",
                              .eightbit = true, .data = body, .len = sizeof body - 1};
-    size_t len;
+    size_t len = 0;
     char *f = file_of(&m, &len);
     assert_non_null(f);
     assert_memory_equal(f, "tern-maildrop 1\nsender cron@example.org\nrcpt alice@example.org\n",
@@ -118,7 +118,7 @@ static void test_format_refuses(void **state)
 {
     (void)state;
     char *rcpts[] = {"c@d"};
-    size_t len;
+    size_t len = 0;
     struct maildrop_msg m = {.sender = "a b@c", .rcpts = rcpts, .nrcpts = 1};
     assert_null(maildrop_format_head(&m, &len));
     m.sender = "a@b";
