@@ -187,7 +187,9 @@ g2 = Group("authpool-gone", server=False)
 def _(make):
     need_setup()
     srv = make("gone", mailboxes=["demo", "alice"], workers=1, users_file=USERS,
-               auth_plaintext_loopback=True, auth_max_failures=0, timeout_command=2,
+               auth_plaintext_loopback=True, auth_max_failures=0,
+               # shorter than the slow check, longer than a normal one (valgrind: SLOW)
+               timeout_command=int(2 * SLOW),
                listeners={"sub": "submission"})
     srv.start()
     c = srv.connect(port="sub")
