@@ -83,7 +83,8 @@ static bool token_char(unsigned char c)
 bool mime_type_valid(const char *s)
 {
     const char *slash = strchr(s, '/');
-    if (!slash || slash == s || slash[1] == '\0')
+    /* RFC 6838 4.2: type and subtype names of at most 127 characters each */
+    if (!slash || slash == s || slash[1] == '\0' || slash - s > 127 || strlen(slash + 1) > 127)
         return false;
     for (const char *p = s; *p; p++)
         if (p != slash && !token_char((unsigned char)*p))
@@ -98,14 +99,17 @@ static bool attr_char(unsigned char c)
 }
 
 #define QUOTED_MAX 60  /* a filename="..." longer than this goes the RFC 2231 way, folded */
-#define SEGMENT_MAX 60 /* characters of one filename*N* continuation */
+#define SEGMENT_MAX 50 /* characters of one filename*N* continuation: lines stay < 78 */
 
 static void put_filename(struct buf *b, const char *name)
 {
-    size_t n = strlen(name);
-    bool plain = n <= QUOTED_MAX;
-    for (size_t i = 0; plain && i < n; i++)
+    size_t n = strlen(name), quoted = n; /* its length with the backslash escapes */
+    bool plain = true;
+    for (size_t i = 0; plain && i < n; i++) {
         plain = (unsigned char)name[i] >= 0x20 && (unsigned char)name[i] < 0x7f;
+        quoted += name[i] == '"' || name[i] == '\\';
+    }
+    plain = plain && quoted <= QUOTED_MAX;
     if (plain) {
         /* RFC 2183 2 / RFC 822 quoted-string: backslash-escape '"' and '\\' */
         puts_(b, ";\r\n filename=\"");

@@ -18,7 +18,8 @@ struct mime_attachment {
  * else "application/octet-stream". */
 const char *mime_type_for_name(const char *name);
 
-/* True if s is a syntactically valid "type/subtype" (RFC 2045 5.1 tokens, no parameters). */
+/* True if s is a syntactically valid "type/subtype" (RFC 2045 5.1 tokens, no parameters,
+ * each name at most 127 characters: RFC 6838 4.2). */
 bool mime_type_valid(const char *s);
 
 /* The MIME header fields (MIME-Version, Content-Type with the boundary), an empty line and

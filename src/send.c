@@ -75,6 +75,8 @@ struct send_opts {
     size_t nattach;
     const char *tls_cert, *tls_key; /* client certificate */
     bool lmtp;                      /* --protocol lmtp (RFC 2033) */
+    bool proxy;                     /* send a PROXY protocol v1 header first */
+    const char *proxy_src, *proxy_dst; /* "IP:PORT" overrides for it */
 };
 
 struct attach_opt {
@@ -1198,11 +1200,87 @@ static int transaction(struct sess *s)
     return worse(result, send_body_and_finish(s));
 }
 
+static bool split_server(const char *spec, char *host, size_t cap, unsigned *port);
+
+/* Split "IP:PORT" or "[IPv6]:PORT" into a numeric address and port; the family in *fam.
+ * False if it is not that. */
+static bool split_ip_port(const char *spec, char *ip, size_t cap, unsigned *port, int *fam)
+{
+    unsigned char b[16];
+    *port = 0;
+    /* the --server syntax, then insist on a literal address and a port */
+    if (!split_server(spec, ip, cap, port) || *port == 0)
+        return false;
+    if (inet_pton(AF_INET, ip, b) == 1)
+        *fam = AF_INET;
+    else if (inet_pton(AF_INET6, ip, b) == 1)
+        *fam = AF_INET6;
+    else
+        return false;
+    return true;
+}
+
+/* The numeric address and port of a socket address. */
+static void sa_ip_port(const struct sockaddr_storage *ss, char *ip, size_t cap, unsigned *port,
+                       int *fam)
+{
+    *fam = ss->ss_family;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)cap);
+        *port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)cap);
+        *port = ntohs(a->sin_port);
+    }
+}
+
+/* The HAProxy PROXY protocol v1 header (haproxy's proxy-protocol.txt, 2.1): one line
+ * before anything else, telling the server the client's "real" addresses, as a load
+ * balancer in front of it would. By default the addresses of this connection. */
+static int send_proxy_header(struct sess *s)
+{
+    struct sockaddr_storage ls, ps;
+    socklen_t ll = sizeof ls, pl = sizeof ps;
+    char sip[INET6_ADDRSTRLEN], dip[INET6_ADDRSTRLEN];
+    unsigned sport = 0, dport = 0;
+    int sfam = 0, dfam = 0;
+    if (getsockname(s->nc.fd, (struct sockaddr *)&ls, &ll) != 0 ||
+        getpeername(s->nc.fd, (struct sockaddr *)&ps, &pl) != 0) {
+        out_error(s->o, "cannot read the connection's addresses: %s", strerror(errno));
+        return EXIT_TEMP;
+    }
+    if (s->opt->proxy_src)
+        split_ip_port(s->opt->proxy_src, sip, sizeof sip, &sport, &sfam); /* checked before */
+    else
+        sa_ip_port(&ls, sip, sizeof sip, &sport, &sfam);
+    if (s->opt->proxy_dst)
+        split_ip_port(s->opt->proxy_dst, dip, sizeof dip, &dport, &dfam);
+    else
+        sa_ip_port(&ps, dip, sizeof dip, &dport, &dfam);
+    if (sfam != dfam) {
+        out_error(s->o, "PROXY header: the source %s and the destination %s are not of the "
+                  "same address family", sip, dip);
+        return EXIT_USAGE;
+    }
+    char line[200];
+    snprintf(line, sizeof line, "PROXY %s %s %s %u %u", sfam == AF_INET6 ? "TCP6" : "TCP4", sip,
+             dip, sport, dport);
+    if (send_cmd(s, SMTP_STAGE_OTHER, line, NULL) < 0)
+        return EXIT_TEMP;
+    out_info(s->o, "PROXY protocol v1 header sent: the server should take %s as the client's "
+             "address (it answers nothing; its greeting follows)", sip);
+    return -1;
+}
+
 /* The whole session on a connected socket. */
 static int session(struct sess *s)
 {
     const struct send_opts *o = s->opt;
     int rc;
+    if (o->proxy && (rc = send_proxy_header(s)) >= 0)
+        return rc;
     s->o->rcpt_ok = s->o->rcpt_temp = s->o->rcpt_perm = 0;
     s->o->delivered = false;
     if (s->ehlo_name[0] == '\0')
@@ -1215,6 +1293,10 @@ static int session(struct sess *s)
     struct smtp_reply r;
     smtp_reply_init(&r);
     if (get_reply(s, SMTP_STAGE_GREETING, &r, NULL) < 0) {
+        if (s->nc.timed_out && !o->proxy && !o->tls)
+            out_explain(s->o, "a server that never greets may be waiting for the client to "
+                        "speak first: a TLS handshake (--tls, port 465) or a PROXY protocol "
+                        "header (--proxy, behind a load balancer)");
         s->try_next = true;
         return EXIT_TEMP;
     }
@@ -1461,6 +1543,8 @@ static void usage(FILE *f)
 "  --attach FILE          attach FILE (multipart/mixed, base64); repeatable\n"
 "  --attach-type TYPE     content type of the --attach options after it (default: from\n"
 "                         the file name, else application/octet-stream)\n"
+"  --proxy                send a PROXY protocol v1 header first (HAProxy); the addresses\n"
+"                         are this connection's unless --proxy-source/--proxy-dest IP:PORT\n"
 "  --protocol lmtp        speak LMTP (RFC 2033: LHLO, one reply per recipient after the\n"
 "                         data; port 24 by default; needs --server)\n"
 "  --bdat [--chunk-size N] send with BDAT (RFC 3030) instead of DATA\n"
@@ -1720,7 +1804,7 @@ enum {
     O_CAFILE, O_AUTH, O_USER, O_PASSWORD, O_DATA, O_HEADER, O_BODY, O_BDAT, O_CHUNK,
     O_PIPELINING, O_8BIT, O_QUIT_AFTER, O_JSON, O_NOCOLOR, O_TIMEOUT, O_NAMESERVER, O_HELP,
     O_TLS_OPTIONAL, O_ATTACH, O_ATTACH_TYPE, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_VERIFY,
-    O_NO_TLS_VERIFY, O_PROTOCOL
+    O_NO_TLS_VERIFY, O_PROTOCOL, O_PROXY, O_PROXY_SRC, O_PROXY_DST
 };
 
 static const struct option long_opts[] = {
@@ -1759,6 +1843,9 @@ static const struct option long_opts[] = {
     {"tls-verify", no_argument, NULL, O_TLS_VERIFY},
     {"no-tls-verify", no_argument, NULL, O_NO_TLS_VERIFY},
     {"protocol", required_argument, NULL, O_PROTOCOL},
+    {"proxy", no_argument, NULL, O_PROXY},
+    {"proxy-source", required_argument, NULL, O_PROXY_SRC},
+    {"proxy-dest", required_argument, NULL, O_PROXY_DST},
     {NULL, 0, NULL, 0},
 };
 
@@ -1873,6 +1960,19 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
             else if (!str_ieq(optarg, "smtp") && !str_ieq(optarg, "esmtp"))
                 return bad_usage("--protocol %s: smtp or lmtp", optarg);
             break;
+        case O_PROXY: o->proxy = true; break;
+        case O_PROXY_SRC:
+        case O_PROXY_DST: {
+            char ip[INET6_ADDRSTRLEN + 2];
+            unsigned pt;
+            int fam;
+            if (!split_ip_port(optarg, ip, sizeof ip, &pt, &fam))
+                return bad_usage("--%s %s: want IP:PORT or [IPv6]:PORT",
+                                 c == O_PROXY_SRC ? "proxy-source" : "proxy-dest", optarg);
+            *(c == O_PROXY_SRC ? &o->proxy_src : &o->proxy_dst) = optarg;
+            o->proxy = true;
+            break;
+        }
         case 'h':
         case O_HELP:
             usage(stdout);
@@ -1903,6 +2003,16 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
         char err[300];
         if (nc_check_client_cert(o->tls_cert, o->tls_key, err, sizeof err) < 0)
             return bad_usage("%s: %s", o->tls_cert, err);
+    }
+    if (o->proxy_src && o->proxy_dst) {
+        char ip[INET6_ADDRSTRLEN + 2];
+        unsigned pt;
+        int f1 = 0, f2 = 0;
+        split_ip_port(o->proxy_src, ip, sizeof ip, &pt, &f1);
+        split_ip_port(o->proxy_dst, ip, sizeof ip, &pt, &f2);
+        if (f1 != f2)
+            return bad_usage("%s", "--proxy-source and --proxy-dest must both be IPv4 or both "
+                             "IPv6");
     }
     if (o->lmtp && !o->server)
         return bad_usage("%s", "--protocol lmtp needs --server: LMTP talks to a local "

@@ -122,12 +122,13 @@ $PY "$S/https-file" 127.0.1.8 443 "$CERT" "$KEY" /.well-known/mta-sts.txt "$S/mt
     >"$W/https.log" 2>&1 &
 $PY "$S/tls-wrap" 127.0.1.6 465 "$CERT" "$KEY" 127.0.1.6 25 >"$W/wrap.log" 2>&1 &
 $PY "$S/aio-servers" lmtp 127.0.1.20 24 "$W/cap-lmtp" >"$W/lmtp.log" 2>&1 &
+$PY "$S/aio-servers" proxy 127.0.1.22 25 "$W/cap-proxy" >"$W/proxy.log" 2>&1 &
 $PY "$S/aio-servers" clientcert 127.0.1.21 25 "$W/cap-cc" "$CERT" "$KEY" "$CA" >"$W/cc.log" 2>&1 &
 $PY "$S/aio-servers" clientcert 127.0.1.21 465 "$W/cap-cci" "$CERT" "$KEY" "$CA" --implicit \
     >"$W/cci.log" 2>&1 &
 for hp in 127.0.1.1:25 127.0.1.11:25 127.0.1.3:25 127.0.1.4:25 127.0.1.5:587 127.0.1.6:25 \
           127.0.1.7:25 127.0.1.10:25 127.0.1.8:443 127.0.1.6:465 127.0.1.12:587 \
-          127.0.1.13:587 127.0.1.20:24 127.0.1.21:25 127.0.1.21:465; do
+          127.0.1.13:587 127.0.1.20:24 127.0.1.21:25 127.0.1.21:465 127.0.1.22:25; do
     if ! "$K/wait-listen" "${hp%:*}" "${hp##*:}"; then
         echo "FAIL send-servers: nothing on $hp"
         cat "$W"/*.log
@@ -496,6 +497,29 @@ t send-usage-lmtp-no-server 64 'needs --server' -- send --to a@b.test --protocol
 t send-usage-lmtp-helo 64 'has no HELO' -- send --to a@b.test --server x --protocol lmtp --helo
 t send-usage-protocol 64 'smtp or lmtp' -- send --to a@b.test --protocol qmtp
 
+# ---- PROXY protocol v1 (HAProxy) against aiosmtpd's PROXY support ------------------------------
+
+t send-proxy 0 '^ -> PROXY TCP4 127\.0\.0\.1 127\.0\.1\.22 [0-9]+ 25$' \
+    'PROXY protocol v1 header sent' '^<-  220 ' \
+    '^<-  250 2\.0\.0 OK client 127\.0\.0\.1:[0-9]+ \(from the PROXY header\)' \
+    -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --proxy
+t send-proxy-source 0 '^ -> PROXY TCP4 192\.0\.2\.7 198\.51\.100\.1 40000 25$' \
+    '^<-  250 2\.0\.0 OK client 192\.0\.2\.7:40000 ' \
+    -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test \
+    --proxy-source 192.0.2.7:40000 --proxy-dest 198.51.100.1:25
+jcheck send-proxy-seen "$(lastcap proxy)" '(d["proxy_src"] == "192.0.2.7:40000" and
+    d["proxy_dst"] == "198.51.100.1:25" and d["proxy_version"] == 1)'
+t send-proxy-ipv6 0 '^ -> PROXY TCP6 2001:db8::7 2001:db8::1 4000 25$' \
+    '^<-  250 2\.0\.0 OK client 2001:db8::7:4000 ' -- "${SEND[@]}" --server proxied.send.test \
+    --to bob@good.send.test --proxy-source '[2001:db8::7]:4000' --proxy-dest '[2001:db8::1]:25'
+# the server waits for the header (60 s) longer than tern send for the greeting (2 s)
+t send-proxy-missing 2 'no reply from the server: .*timed out' 'a PROXY protocol header \(--proxy' \
+    '!^<-  220' -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --timeout 2
+t send-usage-proxy-family 64 'both be IPv4 or both IPv6' -- send --to a@b.test --server x \
+    --proxy-source 192.0.2.1:1 --proxy-dest '[2001:db8::1]:25'
+t send-usage-proxy-addr 64 'want IP:PORT' -- send --to a@b.test --server x \
+    --proxy-source host.example:25
+
 # ---- JSON, colour, usage --------------------------------------------------------------------
 
 "$T" "${SEND[@]}" --to bob@reject.send.test --json >"$W/out" 2>&1
@@ -664,6 +688,16 @@ EOF
             fail tern-send-delivered "no delivered message in $tw/mail"
             tail -20 "$tw/log"
         fi
+        # an attachment through tern to the Maildir, parsed back
+        t tern-send-attach 0 'Attaching .*sum.* 2\.pdf as application/pdf' '^<-  250 2\.0\.0 ' \
+            -- "${SEND[@]}" --to demo@tern.send.test --header "Subject: to-tern-attach" \
+            --body 'with files' --attach "$RESUME" --attach "$W/blob.bin"
+        for _ in $(seq $((100 * ${ST_SLOW:-1}))); do
+            grep -rlq '^Subject: to-tern-attach' "$tw/mail" 2>/dev/null && break
+            sleep 0.1
+        done
+        mimecheck tern-send-attach-delivered "$(grep -rl '^Subject: to-tern-attach' "$tw/mail" |
+            head -1)" 'with files' "$RESUME" application/pdf "$W/blob.bin" application/octet-stream
         t tern-check 1 '^OK +smtp +tern\.send\.test \[127\.0\.1\.9:25\]: answers: 220 tern\.send\.test' \
             '^OK +tls +tern\.send\.test \[127\.0\.1\.9:25\]: TLSv1\.[23], certificate valid' \
             -- "${CHK[@]}" tern.send.test
