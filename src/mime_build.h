@@ -22,6 +22,9 @@ const char *mime_type_for_name(const char *name);
  * each name at most 127 characters: RFC 6838 4.2). */
 bool mime_type_valid(const char *s);
 
+/* True if any of the n bytes at p is 8-bit (needs 8bit transfer, RFC 6152). */
+bool mime_has_8bit(const char *p, size_t n);
+
 /* The MIME header fields (MIME-Version, Content-Type with the boundary), an empty line and
  * the multipart body: body (CRLF line ends, may be empty) as the first text/plain part,
  * then each attachment base64-encoded in 76-column lines (RFC 2045 6.8) with

@@ -861,14 +861,6 @@ static int do_auth(struct sess *s)
 
 /* ---- the transaction ---- */
 
-static bool is_8bit(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] >= 0x80)
-            return true;
-    return false;
-}
-
 /* Show the start of the message as it goes out (the transcript would drown otherwise). */
 #define SHOW_LINES 25
 
@@ -1079,7 +1071,7 @@ static int transaction(struct sess *s)
         else
             out_info(s->o, "--8bitmime: the server does not advertise 8BITMIME (RFC 6152); "
                      "sending without BODY=8BITMIME");
-    } else if (is_8bit(s->msg, s->msglen)) {
+    } else if (mime_has_8bit(s->msg, s->msglen)) {
         out_info(s->o, "warning: the message has 8-bit bytes but is declared 7-bit; add "
                  "--8bitmime if the server offers 8BITMIME");
     }

@@ -1,9 +1,10 @@
 #!/bin/bash
 # test_send.sh - `tern send` and `tern check` against real servers: smtp-capture (aiosmtpd, a
 # third-party SMTP implementation) in its plain, STARTTLS, AUTH, CHUNKING and scripted-failure
-# modes, an HTTPS server for the MTA-STS policy, and the real `tern serve` - all inside a
-# private network namespace, with NSD (tests/lib/dns-server) serving the fake domains of
-# tests/integration/send/zones/ on 127.0.0.53.
+# modes, aiosmtpd as an LMTP server, as a server requiring client certificates and behind the
+# PROXY protocol (send/aio-servers), an HTTPS server for the MTA-STS policy, and the real
+# `tern serve` - all inside a private network namespace, with NSD (tests/lib/dns-server)
+# serving the fake domains of tests/integration/send/zones/ on 127.0.0.53.
 #
 #   tests/integration/test_send.sh BUILD_DIR
 #
