@@ -12,7 +12,7 @@
 # e.g. while main.c does not dispatch them yet). Prints "PASS name" / "FAIL name: reason"
 # per check and exits 0 (the runner counts the lines); exits 1 only if it could not start.
 # Needs root, nsd, python3-aiosmtpd, openssl, and the testkit (TESTKIT, default
-# ../shared/testkit beside the repository). About 10 seconds. ST_DEMO='commands' runs the
+# ../shared/testkit beside the repository). About a minute. ST_DEMO='commands' runs the
 # commands with the servers up instead of the tests (see send/cases.sh).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
