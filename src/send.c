@@ -77,6 +77,8 @@ struct send_opts {
     bool lmtp;                      /* --protocol lmtp (RFC 2033) */
     bool proxy;                     /* send a PROXY protocol v1 header first */
     const char *proxy_src, *proxy_dst; /* "IP:PORT" overrides for it */
+    char **xclient;                 /* --xclient NAME=VALUE (Postfix XCLIENT) */
+    size_t nxclient;
 };
 
 struct attach_opt {
@@ -1266,6 +1268,61 @@ static int send_proxy_header(struct sess *s)
     return -1;
 }
 
+/* Postfix XCLIENT (www.postfix.org/XCLIENT_README.html): a trusted client (a proxy, a
+ * content filter, a test tool) tells the server whose session it is relaying, so the
+ * server's access rules can be tested for another address or name. The values are xtext
+ * (RFC 3461 4); a 220 greeting follows and the session starts again with EHLO. Exit code
+ * or -1 to go on. */
+static int do_xclient(struct sess *s)
+{
+    const struct smtp_cap *cap = s->have_caps ? smtp_caps_find(&s->caps, "XCLIENT") : NULL;
+    if (!cap) {
+        out_error(s->o, "the server does not offer XCLIENT (it is not in the EHLO reply)");
+        out_explain(s->o, "XCLIENT is a Postfix extension, offered only to the hosts in "
+                    "smtpd_authorized_xclient_hosts");
+        do_quit(s);
+        return EXIT_TEMP;
+    }
+    char line[1000] = "XCLIENT";
+    size_t len = strlen(line);
+    for (size_t i = 0; i < s->opt->nxclient; i++) {
+        const char *a = s->opt->xclient[i], *eq = strchr(a, '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+        bool listed = false;
+        char params[512];
+        str_copy(params, sizeof params, cap->params);
+        char *save = NULL;
+        for (char *t = strtok_r(params, " ", &save); t; t = strtok_r(NULL, " ", &save))
+            listed = listed || str_ieq(t, name);
+        if (!listed)
+            out_info(s->o, "warning: the server does not list the XCLIENT attribute %s (it "
+                     "offers: %s); sending it anyway", name, cap->params);
+        if (len + strlen(name) + 2 < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " %s=", name);
+        for (const unsigned char *v = (const unsigned char *)eq + 1; *v; v++) {
+            bool plain = *v > 0x20 && *v < 0x7f && *v != '+' && *v != '=';
+            if (len + 4 >= sizeof line)
+                break;
+            len += (size_t)snprintf(line + len, sizeof line - len, plain ? "%c" : "+%02X", *v);
+        }
+    }
+    struct smtp_reply r;
+    if (cmd_reply(s, SMTP_STAGE_OTHER, line, NULL, &r) < 0)
+        return EXIT_TEMP;
+    int code = r.code;
+    smtp_reply_free(&r);
+    if (code != 220) {
+        out_error(s->o, "XCLIENT refused%s", code / 100 == 5 ? ": is this host in the server's "
+                  "smtpd_authorized_xclient_hosts?" : "");
+        do_quit(s);
+        return classify(code) == EXIT_OK ? EXIT_TEMP : classify(code);
+    }
+    out_info(s->o, "XCLIENT accepted: the server now treats the session as coming from the "
+             "given client, and greets again; EHLO again");
+    return do_ehlo(s);
+}
+
 /* The whole session on a connected socket. */
 static int session(struct sess *s)
 {
@@ -1321,6 +1378,8 @@ static int session(struct sess *s)
         do_quit(s);
         return EXIT_OK;
     }
+    if (o->nxclient && (rc = do_xclient(s)) >= 0)
+        return rc;
     if (o->user || o->auth) {
         if ((rc = do_auth(s)) >= 0)
             return rc;
@@ -1537,6 +1596,7 @@ static void usage(FILE *f)
 "                         the file name, else application/octet-stream)\n"
 "  --proxy                send a PROXY protocol v1 header first (HAProxy); the addresses\n"
 "                         are this connection's unless --proxy-source/--proxy-dest IP:PORT\n"
+"  --xclient NAME=VALUE   Postfix XCLIENT after EHLO (ADDR=, NAME=, HELO=, ...); repeatable\n"
 "  --protocol lmtp        speak LMTP (RFC 2033: LHLO, one reply per recipient after the\n"
 "                         data; port 24 by default; needs --server)\n"
 "  --bdat [--chunk-size N] send with BDAT (RFC 3030) instead of DATA\n"
@@ -1796,7 +1856,7 @@ enum {
     O_CAFILE, O_AUTH, O_USER, O_PASSWORD, O_DATA, O_HEADER, O_BODY, O_BDAT, O_CHUNK,
     O_PIPELINING, O_8BIT, O_QUIT_AFTER, O_JSON, O_NOCOLOR, O_TIMEOUT, O_NAMESERVER, O_HELP,
     O_TLS_OPTIONAL, O_ATTACH, O_ATTACH_TYPE, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_VERIFY,
-    O_NO_TLS_VERIFY, O_PROTOCOL, O_PROXY, O_PROXY_SRC, O_PROXY_DST
+    O_NO_TLS_VERIFY, O_PROTOCOL, O_PROXY, O_PROXY_SRC, O_PROXY_DST, O_XCLIENT
 };
 
 static const struct option long_opts[] = {
@@ -1836,6 +1896,7 @@ static const struct option long_opts[] = {
     {"no-tls-verify", no_argument, NULL, O_NO_TLS_VERIFY},
     {"protocol", required_argument, NULL, O_PROTOCOL},
     {"proxy", no_argument, NULL, O_PROXY},
+    {"xclient", required_argument, NULL, O_XCLIENT},
     {"proxy-source", required_argument, NULL, O_PROXY_SRC},
     {"proxy-dest", required_argument, NULL, O_PROXY_DST},
     {NULL, 0, NULL, 0},
@@ -1953,6 +2014,20 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
                 return bad_usage("--protocol %s: smtp or lmtp", optarg);
             break;
         case O_PROXY: o->proxy = true; break;
+        case O_XCLIENT: {
+            /* one NAME=VALUE each; the value may hold anything (it is sent as xtext) */
+            const char *eq = strchr(optarg, '=');
+            size_t nl = eq ? (size_t)(eq - optarg) : 0;
+            bool ok = nl > 0 && nl < 32;
+            for (size_t i = 0; ok && i < nl; i++)
+                ok = (optarg[i] >= 'A' && optarg[i] <= 'Z') ||
+                     (optarg[i] >= 'a' && optarg[i] <= 'z') || optarg[i] == '_';
+            if (!ok)
+                return bad_usage("--xclient %s: want NAME=VALUE (ADDR, NAME, PORT, PROTO, "
+                                 "HELO, LOGIN, DESTADDR, DESTPORT)", optarg);
+            add_list(&o->xclient, &o->nxclient, optarg);
+            break;
+        }
         case O_PROXY_SRC:
         case O_PROXY_DST: {
             char ip[INET6_ADDRSTRLEN + 2];
@@ -2061,6 +2136,7 @@ int send_main(int argc, char **argv)
     if (rc >= 0) {
         free_list(opt.to, opt.nto);
         free_list(opt.headers, opt.nheaders);
+        free_list(opt.xclient, opt.nxclient);
         free(opt.attach);
         return rc;
     }
@@ -2069,6 +2145,7 @@ int send_main(int argc, char **argv)
     if (!msg) {
         free_list(opt.to, opt.nto);
         free_list(opt.headers, opt.nheaders);
+        free_list(opt.xclient, opt.nxclient);
         free(opt.attach);
         return EXIT_USAGE;
     }
@@ -2188,6 +2265,7 @@ done:
     free(msg);
     free_list(opt.to, opt.nto);
     free_list(opt.headers, opt.nheaders);
+    free_list(opt.xclient, opt.nxclient);
     free(opt.attach);
     return rc;
 }

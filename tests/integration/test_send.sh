@@ -44,7 +44,7 @@ if [ -n "${TERN_WRAPPER:-}" ]; then
 fi
 export ST_ROOT=$root ST_BIN=$bin ST_KIT=$testkit ST_SERVE=$serve ST_DEMO=${ST_DEMO:-}
 export ST_SLOW=$(tern_slow)
-timeout $((240 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -- bash "$root/tests/integration/send/cases.sh"
+timeout $((240 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -a 127.0.1.23 -- bash "$root/tests/integration/send/cases.sh"
 rc=$?
 [ "$rc" = 0 ] || echo "FAIL send-run: the test script exited with status $rc"
 exit 0

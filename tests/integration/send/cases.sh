@@ -520,6 +520,28 @@ t send-usage-proxy-family 64 'both be IPv4 or both IPv6' -- send --to a@b.test -
 t send-usage-proxy-addr 64 'want IP:PORT' -- send --to a@b.test --server x \
     --proxy-source host.example:25
 
+# ---- XCLIENT against the real Postfix ---------------------------------------------------------
+
+if command -v postfix >/dev/null && bash "$S/postfix-xclient" "$W/postfix" 127.0.1.23 \
+        >"$W/postfix.log" 2>&1 && "$K/wait-listen" 127.0.1.23 25; then
+    PF=("${SEND[@]}" --server 127.0.1.23 --to bob@good.send.test)
+    t send-xclient-baseline 0 '^<-  250 2\.0\.0 Ok: queued' '!^ -> XCLIENT' -- "${PF[@]}"
+    t send-xclient-refused-client 1 '^<-  250-XCLIENT ' \
+        '^ -> XCLIENT ADDR=192\.0\.2\.66 NAME=spam\.example$' '^<-  220 ' 'XCLIENT accepted' \
+        '^<\*\* 554 5\.7\.1 <spam\.example\[192\.0\.2\.66\]>: Client host rejected' \
+        -- "${PF[@]}" --xclient ADDR=192.0.2.66 --xclient NAME=spam.example
+    t send-xclient-other-client 0 '^ -> XCLIENT ADDR=192\.0\.2\.10 HELO=a\+20b$' \
+        '^<-  250 2\.0\.0 Ok: queued' -- "${PF[@]}" --xclient ADDR=192.0.2.10 --xclient 'HELO=a b'
+    grep -q 'client=unknown\[192\.0\.2\.10\]' "$W/postfix/syslog" &&
+        pass send-xclient-postfix-log || fail send-xclient-postfix-log \
+        "Postfix did not log the message as from 192.0.2.10"
+else
+    echo "FAIL send-xclient-postfix: Postfix did not start ($(tail -3 "$W/postfix.log" | tr '\n' ' '))"
+fi
+t send-xclient-not-offered 2 'does not offer XCLIENT' '!^ -> XCLIENT' -- "${SEND[@]}" \
+    --server mx1.good.send.test --to bob@good.send.test --xclient ADDR=192.0.2.1
+t send-usage-xclient 64 'want NAME=VALUE' -- send --to a@b.test --xclient 192.0.2.1
+
 # ---- JSON, colour, usage --------------------------------------------------------------------
 
 "$T" "${SEND[@]}" --to bob@reject.send.test --json >"$W/out" 2>&1
