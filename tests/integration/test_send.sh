@@ -11,7 +11,7 @@
 # BUILD_DIR/tern is the binary (TERN_SEND_BIN overrides the one used for `send`/`check`,
 # e.g. while main.c does not dispatch them yet). Prints "PASS name" / "FAIL name: reason"
 # per check and exits 0 (the runner counts the lines); exits 1 only if it could not start.
-# Needs root, nsd, python3-aiosmtpd, openssl, and the testkit (TESTKIT, default
+# Needs root, nsd, python3-aiosmtpd, openssl, postfix (XCLIENT), and the testkit (TESTKIT, default
 # ../shared/testkit beside the repository). About a minute. ST_DEMO='commands' runs the
 # commands with the servers up instead of the tests (see send/cases.sh).
 set -u
