@@ -1802,7 +1802,12 @@ static int print_json(struct out *o, const struct send_opts *opt, int rc)
         json_str(f, opt->tls_cert);
     else
         fputs("null", f);
-    fprintf(f, ",\n  \"recipients\": {\"accepted\": %d, \"refused\": %d, \"deferred\": %d},"
+    fprintf(f, ",\n  \"proxy\": %s,\n  \"xclient\": [", opt->proxy ? "true" : "false");
+    for (size_t i = 0; i < opt->nxclient; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        json_str(f, opt->xclient[i]);
+    }
+    fprintf(f, "],\n  \"recipients\": {\"accepted\": %d, \"refused\": %d, \"deferred\": %d},"
             "\n  \"delivered\": %s,", o->rcpt_ok, o->rcpt_perm, o->rcpt_temp,
             o->delivered ? "true" : "false");
     fprintf(f, "\n  \"result\": \"%s\",\n  \"exit\": %d,\n  \"steps\": [",

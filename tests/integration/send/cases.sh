@@ -513,6 +513,10 @@ t send-proxy-ipv6 0 '^ -> PROXY TCP6 2001:db8::7 2001:db8::1 4000 25$' \
     '^<-  250 2\.0\.0 OK client 2001:db8::7:4000 ' -- "${SEND[@]}" --server proxied.send.test \
     --to bob@good.send.test --proxy-source '[2001:db8::7]:4000' --proxy-dest '[2001:db8::1]:25'
 # the server waits for the header (60 s) longer than tern send for the greeting (2 s)
+"$T" "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --proxy --json >"$W/out" 2>&1
+jcheck send-proxy-json "$W/out" '(d["proxy"] is True and d["xclient"] == [] and
+    d["result"] == "accepted" and any(s["dir"] == "client" and s["text"].startswith(
+    "PROXY TCP4 127.0.0.1 127.0.1.22 ") for s in d["steps"]))'
 t send-proxy-missing 2 'no reply from the server: .*timed out' 'a PROXY protocol header \(--proxy' \
     '!^<-  220' -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --timeout 2
 t send-usage-proxy-family 64 'both be IPv4 or both IPv6' -- send --to a@b.test --server x \
@@ -532,6 +536,9 @@ if command -v postfix >/dev/null && bash "$S/postfix-xclient" "$W/postfix" 127.0
         -- "${PF[@]}" --xclient ADDR=192.0.2.66 --xclient NAME=spam.example
     t send-xclient-other-client 0 '^ -> XCLIENT ADDR=192\.0\.2\.10 HELO=a\+20b$' \
         '^<-  250 2\.0\.0 Ok: queued' -- "${PF[@]}" --xclient ADDR=192.0.2.10 --xclient 'HELO=a b'
+    "$T" "${PF[@]}" --xclient ADDR=192.0.2.66 --json >"$W/out" 2>&1
+    jcheck send-xclient-json "$W/out" '(d["xclient"] == ["ADDR=192.0.2.66"] and d["exit"] == 1
+        and any(s["dir"] == "server" and s["code"] == 554 for s in d["steps"]))'
     grep -q 'client=unknown\[192\.0\.2\.10\]' "$W/postfix/syslog" &&
         pass send-xclient-postfix-log || fail send-xclient-postfix-log \
         "Postfix did not log the message as from 192.0.2.10"
