@@ -4,7 +4,8 @@
 #
 #   build  compiler and libraries: what `make` and `make run` need (the default)
 #   test   build + what `make test` needs: clang with sanitizers, cmocka, the SMTP/IMAP/DNS
-#          programs the integration tests talk to, network namespaces
+#          programs the integration tests talk to (postfix for tern send --xclient), network
+#          namespaces
 #   bench  build + the peers the benchmarks compare against (`make bench`): postfix (with
 #          smtp-source and smtp-sink) installed, and opensmtpd unpacked under
 #          /opt/tern-bench/opensmtpd (its package conflicts with postfix's, so it is fetched
@@ -23,11 +24,11 @@ build_pkgs="gcc make pkg-config libevent-dev libssl-dev libc-ares-dev libcrypt-d
 case $what in
     build) pkgs=$build_pkgs ;;
     test) pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev swaks curl python3
-                python3-aiosmtpd dovecot-imapd nsd iproute2 util-linux procps" ;;
+                python3-aiosmtpd dovecot-imapd nsd postfix iproute2 util-linux procps" ;;
     bench) pkgs="$build_pkgs postfix" ;;
     check-tls) pkgs="$build_pkgs clang libclang-rt-14-dev iproute2 util-linux procps testssl.sh" ;;
     valgrind) pkgs="$build_pkgs valgrind libcmocka-dev swaks curl python3 python3-aiosmtpd
-                    dovecot-imapd nsd iproute2 util-linux procps" ;;
+                    dovecot-imapd nsd postfix iproute2 util-linux procps" ;;
     *) echo "usage: sh scripts/install-deps.sh [build|test|bench|check-tls|valgrind]" >&2; exit 2 ;;
 esac
 

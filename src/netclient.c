@@ -454,6 +454,54 @@ static void explain_verify(long code, const char *host, const char *cafile,
     str_copy(info->explain, sizeof info->explain, e);
 }
 
+void nc_set_client_cert(struct netclient *c, const char *cert, const char *key)
+{
+    c->cert_file = cert;
+    c->key_file = key ? key : cert;
+}
+
+/* Called by OpenSSL only when the server asks for a client certificate: record that, so a
+ * refusal after the handshake (TLS 1.3 sends it then) can be explained. */
+static int cert_requested_cb(SSL *ssl, void *arg)
+{
+    (void)ssl;
+    ((struct nc_tls_info *)arg)->client_cert_requested = true;
+    return 1;
+}
+
+/* Load a client certificate and its key into ctx; the certificate's subject into subject.
+ * -1 with err. */
+static int load_client_cert(SSL_CTX *ctx, const char *cert, const char *key, char *subject,
+                            size_t subjcap, char *err, size_t errcap)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        ssl_error_text(err, errcap, "cannot load the client certificate (--tls-cert)");
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        ssl_error_text(err, errcap, "cannot load the client key (--tls-key)");
+        return -1;
+    }
+    X509 *mine = SSL_CTX_get0_certificate(ctx);
+    if (mine)
+        name_text(X509_get_subject_name(mine), subject, subjcap);
+    return 0;
+}
+
+int nc_check_client_cert(const char *cert, const char *key, char *err, size_t errcap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        ssl_error_text(err, errcap, "SSL_CTX_new");
+        return -1;
+    }
+    char subject[256];
+    int rc = load_client_cert(ctx, cert, key ? key : cert, subject, sizeof subject, err, errcap);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
 int nc_start_tls(struct netclient *c, const char *host, const char *cafile,
                  struct nc_tls_info *info)
 {
@@ -475,6 +523,11 @@ int nc_start_tls(struct netclient *c, const char *host, const char *cafile,
     } else if (SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
         ERR_clear_error(); /* no system store: every chain will fail to verify, explained */
     }
+    if (c->cert_file && load_client_cert(c->ctx, c->cert_file, c->key_file, info->client_subject,
+                                         sizeof info->client_subject, c->err,
+                                         sizeof c->err) < 0)
+        return -1;
+    SSL_CTX_set_cert_cb(c->ctx, cert_requested_cb, info);
     c->ssl = SSL_new(c->ctx);
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
         ssl_error_text(c->err, sizeof c->err, "SSL_new");

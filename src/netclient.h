@@ -25,6 +25,7 @@ struct netclient {
     char buf[16384]; /* bytes read but not yet consumed */
     size_t len, pos;
     char err[256];   /* why the last call failed */
+    const char *cert_file, *key_file; /* client certificate for nc_start_tls, or NULL */
 };
 
 struct nc_tls_info {
@@ -41,6 +42,8 @@ struct nc_tls_info {
     long verify_code;    /* X509_V_OK or the X509_V_ERR_* code */
     char verify_error[160]; /* OpenSSL's text for verify_code */
     char explain[512];   /* plain-language reason and what to do, when not verified */
+    bool client_cert_requested; /* the server sent a CertificateRequest */
+    char client_subject[256];   /* our certificate's subject, when one was configured */
 };
 
 void nc_init(struct netclient *c, int timeout_ms);
@@ -67,6 +70,13 @@ void nc_discard_buffered(struct netclient *c);
 int nc_start_tls(struct netclient *c, const char *host, const char *cafile,
                  struct nc_tls_info *info);
 bool nc_is_tls(const struct netclient *c);
+/* Offer a client certificate in the next nc_start_tls (RFC 8446 4.4.2, RFC 5246 7.4.6):
+ * cert is a PEM file with the certificate and any intermediates, key its private key (PEM;
+ * NULL: the key is in cert too). The strings must outlive the connection. */
+void nc_set_client_cert(struct netclient *c, const char *cert, const char *key);
+/* Load cert and key as nc_start_tls would, to report a bad file before connecting. 0, or -1
+ * with the reason in err. */
+int nc_check_client_cert(const char *cert, const char *key, char *err, size_t errcap);
 void nc_close(struct netclient *c);
 
 /* "127.0.0.1:25" or "[::1]:25" for a socket address. */

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@
 
 #include "dns.h"
 #include "dns_wait.h"
+#include "mime_build.h"
 #include "netclient.h"
 #include "scram.h"
 #include "smtp_reply.h"
@@ -69,6 +71,20 @@ struct send_opts {
     bool json, color;
     const char *nameserver;
     int timeout_s;
+    struct attach_opt *attach; /* --attach FILE, each with the --attach-type before it */
+    size_t nattach;
+    const char *tls_cert, *tls_key; /* client certificate */
+    bool lmtp;                      /* --protocol lmtp (RFC 2033) */
+    bool proxy;                     /* send a PROXY protocol v1 header first */
+    const char *proxy_src, *proxy_dst; /* "IP:PORT" overrides for it */
+    char **xclient;                 /* --xclient NAME=VALUE (Postfix XCLIENT) */
+    size_t nxclient;
+};
+
+struct attach_opt {
+    const char *path, *type; /* type: --attach-type, or NULL for the table's guess */
+    const char *sent_type;   /* the type it went with */
+    size_t size;
 };
 
 /* ---- the transcript: printed as it happens, or collected for --json ---- */
@@ -85,6 +101,7 @@ struct step {
     const char *stage;
     bool tls;
     long long ms;
+    const char *rcpt; /* LMTP: the recipient a reply after the data is for */
 };
 
 struct out {
@@ -95,6 +112,7 @@ struct out {
     /* the outcome of the last session, for the result line and the JSON summary */
     int rcpt_ok, rcpt_temp, rcpt_perm;
     bool delivered; /* the message was accepted (250 after the data) */
+    bool lmtp;      /* LHLO instead of EHLO in the stage names */
 };
 
 static const char *const stage_names[] = {"greeting", "ehlo", "helo", "starttls", "auth",
@@ -188,12 +206,17 @@ static void out_explain(struct out *o, const char *text)
     }
 }
 
+static const char *stage_name(const struct out *o, enum smtp_stage st)
+{
+    return o->lmtp && st == SMTP_STAGE_EHLO ? "lhlo" : stage_names[st];
+}
+
 static void out_client(struct out *o, bool tls, enum smtp_stage st, const char *shown)
 {
     if (o->json) {
         struct step *s = add_step(o, SD_CLIENT, shown);
         s->tls = tls;
-        s->stage = stage_names[st];
+        s->stage = stage_name(o, st);
     } else {
         print_line(o, C_CYAN, tls ? " ~> " : " -> ", shown);
     }
@@ -233,7 +256,7 @@ static void out_reply(struct out *o, bool tls, enum smtp_stage st, const struct 
         s->code = r->code;
         str_copy(s->esc, sizeof s->esc, r->esc);
         s->explain = xstrdup(expl);
-        s->stage = stage_names[st];
+        s->stage = stage_name(o, st);
         s->tls = tls;
         return;
     }
@@ -311,6 +334,7 @@ struct sess {
     size_t msglen;
     char ehlo_name[300];
     int accepted_rcpts;
+    size_t *accepted; /* indexes into opt->to of the accepted recipients (LMTP replies) */
     bool quit_sent;
     bool closed; /* the server said 421 or hung up: no QUIT */
 };
@@ -347,17 +371,28 @@ static int send_cmd(struct sess *s, enum smtp_stage st, const char *line, const 
     return rc;
 }
 
+/* A reply could not be read: say so, and why it probably happened. */
+static void read_failed(struct sess *s, const char *what)
+{
+    out_error(s->o, "no reply %s: %s", what, s->nc.err);
+    if (s->nc.timed_out)
+        out_explain(s->o, "the server took longer than --timeout to answer: it may be "
+                    "overloaded, tarpitting, or waiting for something we did not send");
+    else if (s->tls_on && s->tls.client_cert_requested)
+        out_explain(s->o, "the server asked for a client certificate and then ended TLS: with "
+                    "TLS 1.3 the server checks the client certificate after the handshake, so "
+                    "this is how it refuses one (none sent, not signed by a CA it trusts, or "
+                    "expired)");
+    else if (s->nc.eof)
+        out_explain(s->o, "the server hung up without a reply: often a policy drop "
+                    "(block list, rate limit) or a crash on its side");
+}
+
 /* Read and print one reply. extra: more explanation appended. -1 if none could be read. */
 static int get_reply(struct sess *s, enum smtp_stage st, struct smtp_reply *r, const char *extra)
 {
     if (nc_read_reply(&s->nc, r) < 0) {
-        out_error(s->o, "no reply from the server: %s", s->nc.err);
-        if (s->nc.timed_out)
-            out_explain(s->o, "the server took longer than --timeout to answer: it may be "
-                        "overloaded, tarpitting, or waiting for something we did not send");
-        else if (s->nc.eof)
-            out_explain(s->o, "the server hung up without a reply: often a policy drop "
-                        "(block list, rate limit) or a crash on its side");
+        read_failed(s, "from the server");
         smtp_reply_free(r);
         s->closed = true;
         return -1;
@@ -368,9 +403,11 @@ static int get_reply(struct sess *s, enum smtp_stage st, struct smtp_reply *r, c
     return 0;
 }
 
-static void count_rcpt(struct sess *s, int code)
+static void count_rcpt(struct sess *s, size_t idx, int code)
 {
     if (code / 100 == 2) {
+        s->accepted = xrealloc(s->accepted, ((size_t)s->accepted_rcpts + 1) * sizeof *s->accepted);
+        s->accepted[s->accepted_rcpts] = idx;
         s->accepted_rcpts++;
         s->o->rcpt_ok++;
     } else if (code / 100 == 5) {
@@ -445,12 +482,12 @@ static int do_ehlo(struct sess *s)
         s->have_caps = false;
     }
     if (!s->opt->force_helo) {
-        snprintf(line, sizeof line, "EHLO %s", s->ehlo_name);
+        snprintf(line, sizeof line, "%s %s", s->opt->lmtp ? "LHLO" : "EHLO", s->ehlo_name);
         smtp_reply_init(&r);
         if (send_cmd(s, SMTP_STAGE_EHLO, line, NULL) < 0)
             return EXIT_TEMP;
         if (nc_read_reply(&s->nc, &r) < 0) {
-            out_error(s->o, "no reply to EHLO: %s", s->nc.err);
+            read_failed(s, s->opt->lmtp ? "to LHLO" : "to EHLO");
             return EXIT_TEMP;
         }
         char summary[1200] = "";
@@ -472,6 +509,11 @@ static int do_ehlo(struct sess *s)
         }
         if (code / 100 == 4)
             return EXIT_TEMP;
+        if (s->opt->lmtp) {
+            out_error(s->o, "LHLO refused: is this an LMTP server? (an SMTP server answers "
+                      "EHLO, not LHLO; leave out --protocol lmtp)");
+            return classify(code);
+        }
         out_info(s->o, "EHLO refused: falling back to HELO (RFC 5321 3.2); no extensions");
     }
     snprintf(line, sizeof line, "HELO %s", s->ehlo_name);
@@ -492,6 +534,15 @@ static void show_tls(struct sess *s)
         out_info(s->o, "Certificate names: %s; valid until %s (%ld days left)",
                  t->names[0] ? t->names : "(no subjectAltName)", t->not_after, t->days_left);
     }
+    if (s->opt->tls_cert && t->client_cert_requested)
+        out_info(s->o, "The server asked for a client certificate: sent %s (--tls-cert)",
+                 t->client_subject);
+    else if (s->opt->tls_cert)
+        out_info(s->o, "The server did not ask for a client certificate: %s was not sent",
+                 t->client_subject);
+    else if (t->client_cert_requested)
+        out_info(s->o, "The server asked for a client certificate; none was sent (--tls-cert "
+                 "FILE --tls-key FILE to send one)");
     if (t->verified) {
         out_info(s->o, "Certificate verified: trusted chain%s, and it names %s",
                  s->opt->cafile ? " (--cafile)" : "", s->host);
@@ -812,14 +863,6 @@ static int do_auth(struct sess *s)
 
 /* ---- the transaction ---- */
 
-static bool is_8bit(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] >= 0x80)
-            return true;
-    return false;
-}
-
 /* Show the start of the message as it goes out (the transcript would drown otherwise). */
 #define SHOW_LINES 25
 
@@ -887,6 +930,43 @@ static int send_data(struct sess *s)
     return -1;
 }
 
+/* RFC 2033 4.2: after the data an LMTP server answers once for every recipient it accepted,
+ * in RCPT order; each recipient's delivery succeeds or fails on its own. The recipient
+ * counts become those of the deliveries. */
+static int lmtp_replies(struct sess *s)
+{
+    struct out *o = s->o;
+    o->rcpt_ok = 0;
+    int result = EXIT_OK;
+    for (int i = 0; i < s->accepted_rcpts; i++) {
+        const char *rcpt = s->opt->to[s->accepted[i]];
+        char extra[700];
+        snprintf(extra, sizeof extra, "LMTP: this is the delivery status for <%.500s> "
+                 "(recipient %d of %d accepted; RFC 2033 4.2: one reply each).", rcpt, i + 1,
+                 s->accepted_rcpts);
+        struct smtp_reply r;
+        smtp_reply_init(&r);
+        if (get_reply(s, SMTP_STAGE_DATA_END, &r, extra) < 0) {
+            o->rcpt_temp += s->accepted_rcpts - i; /* their fate is unknown: retry */
+            return worse(result, EXIT_TEMP);
+        }
+        if (o->json)
+            o->v[o->n - 1].rcpt = rcpt;
+        int code = r.code;
+        smtp_reply_free(&r);
+        if (code / 100 == 2)
+            o->rcpt_ok++;
+        else if (code / 100 == 5)
+            o->rcpt_perm++;
+        else
+            o->rcpt_temp++;
+        result = worse(result, classify(code));
+    }
+    o->delivered = o->rcpt_ok > 0;
+    do_quit(s);
+    return result;
+}
+
 static int send_body_and_finish(struct sess *s)
 {
     if (s->opt->quit_after == Q_DATA) {
@@ -905,6 +985,8 @@ static int send_body_and_finish(struct sess *s)
         out_error(s->o, "sending the message failed: %s", s->nc.err);
         return EXIT_TEMP;
     }
+    if (s->opt->lmtp)
+        return lmtp_replies(s);
     struct smtp_reply r;
     if (get_reply(s, SMTP_STAGE_DATA_END, &r, NULL) < 0)
         return EXIT_TEMP;
@@ -991,7 +1073,7 @@ static int transaction(struct sess *s)
         else
             out_info(s->o, "--8bitmime: the server does not advertise 8BITMIME (RFC 6152); "
                      "sending without BODY=8BITMIME");
-    } else if (is_8bit(s->msg, s->msglen)) {
+    } else if (mime_has_8bit(s->msg, s->msglen)) {
         out_info(s->o, "warning: the message has 8-bit bytes but is declared 7-bit; add "
                  "--8bitmime if the server offers 8BITMIME");
     }
@@ -1046,7 +1128,7 @@ static int transaction(struct sess *s)
         for (size_t i = 0; i < nrcpt; i++) {
             if (get_reply(s, SMTP_STAGE_RCPT, &r, NULL) < 0)
                 return EXIT_TEMP;
-            count_rcpt(s, r.code);
+            count_rcpt(s, i, r.code);
             result = worse(result, classify(r.code));
             smtp_reply_free(&r);
         }
@@ -1091,7 +1173,7 @@ static int transaction(struct sess *s)
         snprintf(line, sizeof line, "RCPT TO:<%s>", o->to[i]);
         if (cmd_reply(s, SMTP_STAGE_RCPT, line, NULL, &r) < 0)
             return EXIT_TEMP;
-        count_rcpt(s, r.code);
+        count_rcpt(s, i, r.code);
         result = worse(result, classify(r.code));
         smtp_reply_free(&r);
     }
@@ -1112,11 +1194,142 @@ static int transaction(struct sess *s)
     return worse(result, send_body_and_finish(s));
 }
 
+static bool split_server(const char *spec, char *host, size_t cap, unsigned *port);
+
+/* Split "IP:PORT" or "[IPv6]:PORT" into a numeric address and port; the family in *fam.
+ * False if it is not that. */
+static bool split_ip_port(const char *spec, char *ip, size_t cap, unsigned *port, int *fam)
+{
+    unsigned char b[16];
+    *port = 0;
+    /* the --server syntax, then insist on a literal address and a port */
+    if (!split_server(spec, ip, cap, port) || *port == 0)
+        return false;
+    if (inet_pton(AF_INET, ip, b) == 1)
+        *fam = AF_INET;
+    else if (inet_pton(AF_INET6, ip, b) == 1)
+        *fam = AF_INET6;
+    else
+        return false;
+    return true;
+}
+
+/* The numeric address and port of a socket address. */
+static void sa_ip_port(const struct sockaddr_storage *ss, char *ip, size_t cap, unsigned *port,
+                       int *fam)
+{
+    *fam = ss->ss_family;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)cap);
+        *port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)cap);
+        *port = ntohs(a->sin_port);
+    }
+}
+
+/* The HAProxy PROXY protocol v1 header (haproxy's proxy-protocol.txt, 2.1): one line
+ * before anything else, telling the server the client's "real" addresses, as a load
+ * balancer in front of it would. By default the addresses of this connection. */
+static int send_proxy_header(struct sess *s)
+{
+    struct sockaddr_storage ls, ps;
+    socklen_t ll = sizeof ls, pl = sizeof ps;
+    char sip[INET6_ADDRSTRLEN], dip[INET6_ADDRSTRLEN];
+    unsigned sport = 0, dport = 0;
+    int sfam = 0, dfam = 0;
+    if (getsockname(s->nc.fd, (struct sockaddr *)&ls, &ll) != 0 ||
+        getpeername(s->nc.fd, (struct sockaddr *)&ps, &pl) != 0) {
+        out_error(s->o, "cannot read the connection's addresses: %s", strerror(errno));
+        return EXIT_TEMP;
+    }
+    if (s->opt->proxy_src)
+        split_ip_port(s->opt->proxy_src, sip, sizeof sip, &sport, &sfam); /* checked before */
+    else
+        sa_ip_port(&ls, sip, sizeof sip, &sport, &sfam);
+    if (s->opt->proxy_dst)
+        split_ip_port(s->opt->proxy_dst, dip, sizeof dip, &dport, &dfam);
+    else
+        sa_ip_port(&ps, dip, sizeof dip, &dport, &dfam);
+    if (sfam != dfam) {
+        out_error(s->o, "PROXY header: the source %s and the destination %s are not of the "
+                  "same address family", sip, dip);
+        return EXIT_USAGE;
+    }
+    char line[200];
+    snprintf(line, sizeof line, "PROXY %s %s %s %u %u", sfam == AF_INET6 ? "TCP6" : "TCP4", sip,
+             dip, sport, dport);
+    if (send_cmd(s, SMTP_STAGE_OTHER, line, NULL) < 0)
+        return EXIT_TEMP;
+    out_info(s->o, "PROXY protocol v1 header sent: the server should take %s as the client's "
+             "address (it answers nothing; its greeting follows)", sip);
+    return -1;
+}
+
+/* Postfix XCLIENT (www.postfix.org/XCLIENT_README.html): a trusted client (a proxy, a
+ * content filter, a test tool) tells the server whose session it is relaying, so the
+ * server's access rules can be tested for another address or name. The values are xtext
+ * (RFC 3461 4); a 220 greeting follows and the session starts again with EHLO. Exit code
+ * or -1 to go on. */
+static int do_xclient(struct sess *s)
+{
+    const struct smtp_cap *cap = s->have_caps ? smtp_caps_find(&s->caps, "XCLIENT") : NULL;
+    if (!cap) {
+        out_error(s->o, "the server does not offer XCLIENT (it is not in the EHLO reply)");
+        out_explain(s->o, "XCLIENT is a Postfix extension, offered only to the hosts in "
+                    "smtpd_authorized_xclient_hosts");
+        do_quit(s);
+        return EXIT_TEMP;
+    }
+    char line[1000] = "XCLIENT";
+    size_t len = strlen(line);
+    for (size_t i = 0; i < s->opt->nxclient; i++) {
+        const char *a = s->opt->xclient[i], *eq = strchr(a, '=');
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+        bool listed = false;
+        char params[512];
+        str_copy(params, sizeof params, cap->params);
+        char *save = NULL;
+        for (char *t = strtok_r(params, " ", &save); t; t = strtok_r(NULL, " ", &save))
+            listed = listed || str_ieq(t, name);
+        if (!listed)
+            out_info(s->o, "warning: the server does not list the XCLIENT attribute %s (it "
+                     "offers: %s); sending it anyway", name, cap->params);
+        if (len + strlen(name) + 2 < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " %s=", name);
+        for (const unsigned char *v = (const unsigned char *)eq + 1; *v; v++) {
+            bool plain = *v > 0x20 && *v < 0x7f && *v != '+' && *v != '=';
+            if (len + 4 >= sizeof line)
+                break;
+            len += (size_t)snprintf(line + len, sizeof line - len, plain ? "%c" : "+%02X", *v);
+        }
+    }
+    struct smtp_reply r;
+    if (cmd_reply(s, SMTP_STAGE_OTHER, line, NULL, &r) < 0)
+        return EXIT_TEMP;
+    int code = r.code;
+    smtp_reply_free(&r);
+    if (code != 220) {
+        out_error(s->o, "XCLIENT refused%s", code / 100 == 5 ? ": is this host in the server's "
+                  "smtpd_authorized_xclient_hosts?" : "");
+        do_quit(s);
+        return classify(code) == EXIT_OK ? EXIT_TEMP : classify(code);
+    }
+    out_info(s->o, "XCLIENT accepted: the server now treats the session as coming from the "
+             "given client, and greets again; EHLO again");
+    return do_ehlo(s);
+}
+
 /* The whole session on a connected socket. */
 static int session(struct sess *s)
 {
     const struct send_opts *o = s->opt;
     int rc;
+    if (o->proxy && (rc = send_proxy_header(s)) >= 0)
+        return rc;
     s->o->rcpt_ok = s->o->rcpt_temp = s->o->rcpt_perm = 0;
     s->o->delivered = false;
     if (s->ehlo_name[0] == '\0')
@@ -1129,6 +1342,10 @@ static int session(struct sess *s)
     struct smtp_reply r;
     smtp_reply_init(&r);
     if (get_reply(s, SMTP_STAGE_GREETING, &r, NULL) < 0) {
+        if (s->nc.timed_out && !o->proxy && !o->tls)
+            out_explain(s->o, "a server that never greets may be waiting for the client to "
+                        "speak first: a TLS handshake (--tls, port 465) or a PROXY protocol "
+                        "header (--proxy, behind a load balancer)");
         s->try_next = true;
         return EXIT_TEMP;
     }
@@ -1161,6 +1378,8 @@ static int session(struct sess *s)
         do_quit(s);
         return EXIT_OK;
     }
+    if (o->nxclient && (rc = do_xclient(s)) >= 0)
+        return rc;
     if (o->user || o->auth) {
         if ((rc = do_auth(s)) >= 0)
             return rc;
@@ -1223,6 +1442,48 @@ static bool header_given(const struct send_opts *o, const char *name)
     return false;
 }
 
+/* Read the --attach files and build the multipart body around the text (mime_build.c).
+ * NULL after a message on stderr if a file cannot be read. */
+static char *attach_files(const struct send_opts *o, const char *text, size_t tlen,
+                          size_t *len)
+{
+    struct mime_attachment *a = xcalloc(o->nattach, sizeof *a);
+    char **data = xcalloc(o->nattach, sizeof *data);
+    char *out = NULL;
+    size_t i;
+    for (i = 0; i < o->nattach; i++) {
+        struct attach_opt *ao = &o->attach[i];
+        FILE *f = fopen(ao->path, "rb");
+        if (!f) {
+            fprintf(stderr, "tern send: --attach %s: %s\n", ao->path, strerror(errno));
+            goto done;
+        }
+        size_t n = 0;
+        data[i] = read_all(f, &n);
+        fclose(f);
+        if (!data[i]) {
+            fprintf(stderr, "tern send: --attach %s: read error\n", ao->path);
+            goto done;
+        }
+        a[i] = (struct mime_attachment){.name = ao->path, .type = ao->type,
+                                        .data = (const unsigned char *)data[i], .len = n};
+        ao->size = n;
+        ao->sent_type = ao->type ? ao->type : mime_type_for_name(ao->path);
+    }
+    unsigned char rnd[9];
+    char seed[24];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        memset(rnd, 0x5a, sizeof rnd);
+    smtp_b64_encode(rnd, sizeof rnd, seed); /* '+' and '/' are dropped by the builder */
+    out = mime_build_mixed(text, tlen, a, o->nattach, seed, len);
+done:
+    for (size_t j = 0; j < o->nattach; j++)
+        free(data[j]);
+    free(data);
+    free(a);
+    return out;
+}
+
 static char *build_message(const struct send_opts *o, const char *ehlo, size_t *len)
 {
     if (o->data_file) {
@@ -1277,10 +1538,21 @@ static char *build_message(const struct send_opts *o, const char *ehlo, size_t *
         k += (size_t)snprintf(m + k, cap - k, "Subject: test %s from tern send\r\n", date);
     for (size_t i = 0; i < o->nheaders; i++)
         k += (size_t)snprintf(m + k, cap - k, "%s\r\n", o->headers[i]);
-    k += (size_t)snprintf(m + k, cap - k, "\r\n");
     const char *body = o->body ? o->body : "This is a test message sent by tern send.\n";
     size_t bl;
     char *b = to_crlf(body, strlen(body), &bl);
+    if (o->nattach) {
+        /* the MIME header fields, the empty line and the multipart body replace "\r\n"+b */
+        char *mime = attach_files(o, b, bl, &bl);
+        free(b);
+        if (!mime) {
+            free(m);
+            return NULL;
+        }
+        b = mime;
+    } else {
+        k += (size_t)snprintf(m + k, cap - k, "\r\n");
+    }
     if (k + bl + 1 > cap) {
         cap = k + bl + 1;
         m = xrealloc(m, cap);
@@ -1307,14 +1579,26 @@ static void usage(FILE *f)
 "  --helo                 send HELO instead of EHLO\n"
 "  --starttls             upgrade with STARTTLS (RFC 3207); --tls: implicit TLS (RFC 8314)\n"
 "  --tls-optional         STARTTLS when the server offers it, else go on unencrypted\n"
-"  --cafile FILE          trust anchors for the certificate check (default: system store)\n"
-"  --insecure             go on when the certificate does not verify\n"
+"  --cafile FILE          trust anchors for the certificate check (default: system store);\n"
+"                         --tls-ca FILE is the same\n"
+"  --insecure             go on when the certificate does not verify (= --no-tls-verify;\n"
+"                         --tls-verify, the default, stops)\n"
+"  --tls-cert FILE        client certificate (PEM, with intermediates) for TLS\n"
+"  --tls-key FILE         its private key (default: in the --tls-cert file)\n"
 "  --auth MECH            SCRAM-SHA-256, PLAIN, LOGIN or CRAM-MD5 (default: the best the\n"
 "                         server offers)\n"
 "  --user U --password P  credentials (or TERN_SEND_PASSWORD in the environment)\n"
 "  --data FILE            the message from FILE ('-': standard input)\n"
 "  --header 'Name: value' add or replace a header of the generated message; repeatable\n"
 "  --body TEXT            body of the generated message\n"
+"  --attach FILE          attach FILE (multipart/mixed, base64); repeatable\n"
+"  --attach-type TYPE     content type of the --attach options after it (default: from\n"
+"                         the file name, else application/octet-stream)\n"
+"  --proxy                send a PROXY protocol v1 header first (HAProxy); the addresses\n"
+"                         are this connection's unless --proxy-source/--proxy-dest IP:PORT\n"
+"  --xclient NAME=VALUE   Postfix XCLIENT after EHLO (ADDR=, NAME=, HELO=, ...); repeatable\n"
+"  --protocol lmtp        speak LMTP (RFC 2033: LHLO, one reply per recipient after the\n"
+"                         data; port 24 by default; needs --server)\n"
 "  --bdat [--chunk-size N] send with BDAT (RFC 3030) instead of DATA\n"
 "  --pipelining           send MAIL, RCPT and DATA in one batch (RFC 2920)\n"
 "  --8bitmime             declare BODY=8BITMIME (RFC 6152)\n"
@@ -1470,6 +1754,8 @@ static int try_host(struct send_opts *opt, struct out *o, struct event_base *bas
         if (opt->ehlo)
             str_copy(s.ehlo_name, sizeof s.ehlo_name, opt->ehlo);
         nc_init(&s.nc, opt->timeout_s * 1000);
+        if (opt->tls_cert)
+            nc_set_client_cert(&s.nc, opt->tls_cert, opt->tls_key);
         out_info(o, "Trying %s (%s)...", s.addrtext, host);
         if (nc_connect(&s.nc, (struct sockaddr *)&addrs[i].sa, addrs[i].salen) < 0) {
             out_error(o, "cannot connect to %s: %s", s.addrtext, s.nc.err);
@@ -1478,6 +1764,7 @@ static int try_host(struct send_opts *opt, struct out *o, struct event_base *bas
         out_info(o, "Connected to %s", s.addrtext);
         rc = session(&s);
         nc_close(&s.nc);
+        free(s.accepted);
         if (s.have_caps)
             smtp_caps_free(&s.caps);
         if (!s.try_next) {
@@ -1502,6 +1789,24 @@ static int print_json(struct out *o, const struct send_opts *opt, int rc)
         fprintf(f, "%s", i ? ", " : "");
         json_str(f, opt->to[i]);
     }
+    fprintf(f, "],\n  \"protocol\": \"%s\",\n  \"attachments\": [", opt->lmtp ? "lmtp" : "smtp");
+    for (size_t i = 0; i < opt->nattach; i++) {
+        fprintf(f, "%s{\"file\": ", i ? ", " : "");
+        json_str(f, opt->attach[i].path);
+        fprintf(f, ", \"type\": ");
+        json_str(f, opt->attach[i].sent_type);
+        fprintf(f, ", \"octets\": %zu}", opt->attach[i].size);
+    }
+    fprintf(f, "],\n  \"client_certificate\": ");
+    if (opt->tls_cert)
+        json_str(f, opt->tls_cert);
+    else
+        fputs("null", f);
+    fprintf(f, ",\n  \"proxy\": %s,\n  \"xclient\": [", opt->proxy ? "true" : "false");
+    for (size_t i = 0; i < opt->nxclient; i++) {
+        fprintf(f, "%s", i ? ", " : "");
+        json_str(f, opt->xclient[i]);
+    }
     fprintf(f, "],\n  \"recipients\": {\"accepted\": %d, \"refused\": %d, \"deferred\": %d},"
             "\n  \"delivered\": %s,", o->rcpt_ok, o->rcpt_perm, o->rcpt_temp,
             o->delivered ? "true" : "false");
@@ -1525,6 +1830,10 @@ static int print_json(struct out *o, const struct send_opts *opt, int rc)
                 json_str(f, s->esc);
             else
                 fputs("null", f);
+        }
+        if (s->rcpt) {
+            fprintf(f, ", \"rcpt\": ");
+            json_str(f, s->rcpt);
         }
         if (s->explain) {
             fprintf(f, ", \"explanation\": ");
@@ -1551,7 +1860,8 @@ enum {
     O_SERVER = 1000, O_PORT, O_FROM, O_TO, O_EHLO, O_HELO, O_STARTTLS, O_TLS, O_INSECURE,
     O_CAFILE, O_AUTH, O_USER, O_PASSWORD, O_DATA, O_HEADER, O_BODY, O_BDAT, O_CHUNK,
     O_PIPELINING, O_8BIT, O_QUIT_AFTER, O_JSON, O_NOCOLOR, O_TIMEOUT, O_NAMESERVER, O_HELP,
-    O_TLS_OPTIONAL
+    O_TLS_OPTIONAL, O_ATTACH, O_ATTACH_TYPE, O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_VERIFY,
+    O_NO_TLS_VERIFY, O_PROTOCOL, O_PROXY, O_PROXY_SRC, O_PROXY_DST, O_XCLIENT
 };
 
 static const struct option long_opts[] = {
@@ -1582,6 +1892,18 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"nameserver", required_argument, NULL, O_NAMESERVER},
     {"help", no_argument, NULL, O_HELP},
+    {"attach", required_argument, NULL, O_ATTACH},
+    {"attach-type", required_argument, NULL, O_ATTACH_TYPE},
+    {"tls-cert", required_argument, NULL, O_TLS_CERT},
+    {"tls-key", required_argument, NULL, O_TLS_KEY},
+    {"tls-ca", required_argument, NULL, O_TLS_CA},
+    {"tls-verify", no_argument, NULL, O_TLS_VERIFY},
+    {"no-tls-verify", no_argument, NULL, O_NO_TLS_VERIFY},
+    {"protocol", required_argument, NULL, O_PROTOCOL},
+    {"proxy", no_argument, NULL, O_PROXY},
+    {"xclient", required_argument, NULL, O_XCLIENT},
+    {"proxy-source", required_argument, NULL, O_PROXY_SRC},
+    {"proxy-dest", required_argument, NULL, O_PROXY_DST},
     {NULL, 0, NULL, 0},
 };
 
@@ -1606,7 +1928,9 @@ static bool no_color_env(void)
 
 static int parse_args(int argc, char **argv, struct send_opts *o)
 {
-    bool color_off = false;
+    bool color_off = false, verify_on = false;
+    const char *attach_type = NULL; /* the last --attach-type: for the --attach after it */
+    bool type_used = true;
     optind = 0; /* 0: full reinitialisation of glibc getopt, whatever ran before */
     opterr = 1;
     int c;
@@ -1671,6 +1995,56 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
             break;
         }
         case O_NAMESERVER: o->nameserver = optarg; break;
+        case O_ATTACH:
+            o->attach = xrealloc(o->attach, (o->nattach + 1) * sizeof *o->attach);
+            o->attach[o->nattach++] = (struct attach_opt){.path = optarg, .type = attach_type};
+            type_used = true;
+            break;
+        case O_ATTACH_TYPE:
+            if (!mime_type_valid(optarg))
+                return bad_usage("--attach-type %s: want type/subtype, e.g. "
+                                 "application/pdf", optarg);
+            attach_type = optarg;
+            type_used = false;
+            break;
+        case O_TLS_CERT: o->tls_cert = optarg; break;
+        case O_TLS_KEY: o->tls_key = optarg; break;
+        case O_TLS_CA: o->cafile = optarg; break;
+        case O_TLS_VERIFY: verify_on = true; break;
+        case O_NO_TLS_VERIFY: o->insecure = true; break;
+        case O_PROTOCOL:
+            if (str_ieq(optarg, "lmtp"))
+                o->lmtp = true;
+            else if (!str_ieq(optarg, "smtp") && !str_ieq(optarg, "esmtp"))
+                return bad_usage("--protocol %s: smtp or lmtp", optarg);
+            break;
+        case O_PROXY: o->proxy = true; break;
+        case O_XCLIENT: {
+            /* one NAME=VALUE each; the value may hold anything (it is sent as xtext) */
+            const char *eq = strchr(optarg, '=');
+            size_t nl = eq ? (size_t)(eq - optarg) : 0;
+            bool ok = nl > 0 && nl < 32;
+            for (size_t i = 0; ok && i < nl; i++)
+                ok = (optarg[i] >= 'A' && optarg[i] <= 'Z') ||
+                     (optarg[i] >= 'a' && optarg[i] <= 'z') || optarg[i] == '_';
+            if (!ok)
+                return bad_usage("--xclient %s: want NAME=VALUE (ADDR, NAME, PORT, PROTO, "
+                                 "HELO, LOGIN, DESTADDR, DESTPORT)", optarg);
+            add_list(&o->xclient, &o->nxclient, optarg);
+            break;
+        }
+        case O_PROXY_SRC:
+        case O_PROXY_DST: {
+            char ip[INET6_ADDRSTRLEN + 2];
+            unsigned pt;
+            int fam;
+            if (!split_ip_port(optarg, ip, sizeof ip, &pt, &fam))
+                return bad_usage("--%s %s: want IP:PORT or [IPv6]:PORT",
+                                 c == O_PROXY_SRC ? "proxy-source" : "proxy-dest", optarg);
+            *(c == O_PROXY_SRC ? &o->proxy_src : &o->proxy_dst) = optarg;
+            o->proxy = true;
+            break;
+        }
         case 'h':
         case O_HELP:
             usage(stdout);
@@ -1681,6 +2055,44 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
     }
     if (optind < argc)
         return bad_usage("unexpected argument '%s'", argv[optind]);
+    if (!type_used)
+        return bad_usage("--attach-type %s: no --attach after it (it sets the type of the "
+                         "--attach options that follow it)", attach_type);
+    if (o->nattach && o->data_file)
+        return bad_usage("%s", "--attach builds the message: it excludes --data FILE");
+    if (o->nattach && (header_given(o, "Content-Type") || header_given(o, "MIME-Version") ||
+                       header_given(o, "Content-Transfer-Encoding")))
+        return bad_usage("%s", "--attach sets Content-Type, MIME-Version and "
+                         "Content-Transfer-Encoding: leave them out of --header");
+    if (verify_on && o->insecure)
+        return bad_usage("%s", "--tls-verify excludes --no-tls-verify and --insecure");
+    if (o->tls_key && !o->tls_cert)
+        return bad_usage("%s", "--tls-key needs --tls-cert");
+    if (o->tls_cert && !o->starttls && !o->tls)
+        return bad_usage("%s", "--tls-cert needs --starttls, --tls-optional or --tls (a "
+                         "client certificate is only sent inside TLS)");
+    if (o->tls_cert) {
+        char err[300];
+        if (nc_check_client_cert(o->tls_cert, o->tls_key, err, sizeof err) < 0)
+            return bad_usage("%s: %s", o->tls_cert, err);
+    }
+    if (o->proxy_src && o->proxy_dst) {
+        char ip[INET6_ADDRSTRLEN + 2];
+        unsigned pt;
+        int f1 = 0, f2 = 0;
+        split_ip_port(o->proxy_src, ip, sizeof ip, &pt, &f1);
+        split_ip_port(o->proxy_dst, ip, sizeof ip, &pt, &f2);
+        if (f1 != f2)
+            return bad_usage("%s", "--proxy-source and --proxy-dest must both be IPv4 or both "
+                             "IPv6");
+    }
+    if (o->lmtp && !o->server)
+        return bad_usage("%s", "--protocol lmtp needs --server: LMTP talks to a local "
+                         "delivery agent, never to an MX (RFC 2033 5)");
+    if (o->lmtp && o->force_helo)
+        return bad_usage("%s", "--protocol lmtp has no HELO: it starts with LHLO");
+    if (o->lmtp && o->bdat)
+        return bad_usage("%s", "--bdat with --protocol lmtp is not supported by tern send");
     if (o->nto == 0)
         return bad_usage("%s", "--to ADDR is required");
     if (o->starttls && o->tls)
@@ -1708,6 +2120,8 @@ static int parse_args(int argc, char **argv, struct send_opts *o)
 
 int send_main(int argc, char **argv)
 {
+    /* a server that drops the connection must give an error from write, not kill us */
+    signal(SIGPIPE, SIG_IGN);
     struct send_opts opt;
     memset(&opt, 0, sizeof opt);
     opt.timeout_s = 30;
@@ -1727,6 +2141,8 @@ int send_main(int argc, char **argv)
     if (rc >= 0) {
         free_list(opt.to, opt.nto);
         free_list(opt.headers, opt.nheaders);
+        free_list(opt.xclient, opt.nxclient);
+        free(opt.attach);
         return rc;
     }
     size_t msglen = 0;
@@ -1734,14 +2150,20 @@ int send_main(int argc, char **argv)
     if (!msg) {
         free_list(opt.to, opt.nto);
         free_list(opt.headers, opt.nheaders);
+        free_list(opt.xclient, opt.nxclient);
+        free(opt.attach);
         return EXIT_USAGE;
     }
-    unsigned port = opt.port ? opt.port : opt.tls ? 465 : 25;
+    unsigned port = opt.port ? opt.port : opt.tls ? 465 : opt.lmtp ? 24 : 25;
 
     struct out o;
     memset(&o, 0, sizeof o);
     o.json = opt.json;
     o.color = opt.color;
+    o.lmtp = opt.lmtp;
+    for (size_t i = 0; i < opt.nattach; i++)
+        out_info(&o, "Attaching %s as %s, %zu octets (base64, RFC 2045 6.8)", opt.attach[i].path,
+                 opt.attach[i].sent_type, opt.attach[i].size);
     o.t0 = mono_ms();
 
     struct event_base *base = NULL;
@@ -1848,5 +2270,7 @@ done:
     free(msg);
     free_list(opt.to, opt.nto);
     free_list(opt.headers, opt.nheaders);
+    free_list(opt.xclient, opt.nxclient);
+    free(opt.attach);
     return rc;
 }

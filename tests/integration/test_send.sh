@@ -1,17 +1,18 @@
 #!/bin/bash
 # test_send.sh - `tern send` and `tern check` against real servers: smtp-capture (aiosmtpd, a
 # third-party SMTP implementation) in its plain, STARTTLS, AUTH, CHUNKING and scripted-failure
-# modes, an HTTPS server for the MTA-STS policy, and the real `tern serve` - all inside a
-# private network namespace, with NSD (tests/lib/dns-server) serving the fake domains of
-# tests/integration/send/zones/ on 127.0.0.53.
+# modes, aiosmtpd as an LMTP server, as a server requiring client certificates and behind the
+# PROXY protocol (send/aio-servers), an HTTPS server for the MTA-STS policy, and the real
+# `tern serve` - all inside a private network namespace, with NSD (tests/lib/dns-server)
+# serving the fake domains of tests/integration/send/zones/ on 127.0.0.53.
 #
 #   tests/integration/test_send.sh BUILD_DIR
 #
 # BUILD_DIR/tern is the binary (TERN_SEND_BIN overrides the one used for `send`/`check`,
 # e.g. while main.c does not dispatch them yet). Prints "PASS name" / "FAIL name: reason"
 # per check and exits 0 (the runner counts the lines); exits 1 only if it could not start.
-# Needs root, nsd, python3-aiosmtpd, openssl, and the testkit (TESTKIT, default
-# ../shared/testkit beside the repository). About 10 seconds. ST_DEMO='commands' runs the
+# Needs root, nsd, python3-aiosmtpd, openssl, postfix (XCLIENT), and the testkit (TESTKIT, default
+# ../shared/testkit beside the repository). About a minute. ST_DEMO='commands' runs the
 # commands with the servers up instead of the tests (see send/cases.sh).
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,7 +44,7 @@ if [ -n "${TERN_WRAPPER:-}" ]; then
 fi
 export ST_ROOT=$root ST_BIN=$bin ST_KIT=$testkit ST_SERVE=$serve ST_DEMO=${ST_DEMO:-}
 export ST_SLOW=$(tern_slow)
-timeout $((240 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -- bash "$root/tests/integration/send/cases.sh"
+timeout $((240 * $(tern_slow))) "$testkit/netns-run" -r 127.0.0.53 -a 127.0.1.23 -- bash "$root/tests/integration/send/cases.sh"
 rc=$?
 [ "$rc" = 0 ] || echo "FAIL send-run: the test script exited with status $rc"
 exit 0

@@ -82,11 +82,16 @@ jcheck() {
 # ---- servers ------------------------------------------------------------------------------
 
 "$K/mkcerts" "$W/tls" mx1.good.send.test mx2.good.send.test mta-sts.good.send.test \
-    submit.send.test chunk.send.test tern.send.test >/dev/null
+    submit.send.test chunk.send.test tern.send.test lmtp.send.test certreq.send.test >/dev/null
 mkdir -p "$W/tlsbad"
 cp "$W/tls/ca.crt" "$W/tls/ca.key" "$W/tlsbad/"
 "$K/mkcerts" "$W/tlsbad" other.send.test >/dev/null
 CA=$W/tls/ca.crt
+# client certificates: one from the test CA, one from a CA the servers do not trust
+mkdir -p "$W/client"
+cp "$W/tls/ca.crt" "$W/tls/ca.key" "$W/client/"
+"$K/mkcerts" "$W/client" client.send.test >/dev/null
+"$K/mkcerts" "$W/rogue" rogue.send.test >/dev/null
 CERT=$W/tls/server-chain.crt
 KEY=$W/tls/server.key
 
@@ -116,9 +121,14 @@ $PY "$S/smtp-scram" 127.0.1.13 587 alice s3cret-Pa55 --bad-server-signature >"$W
 $PY "$S/https-file" 127.0.1.8 443 "$CERT" "$KEY" /.well-known/mta-sts.txt "$S/mta-sts.txt" \
     >"$W/https.log" 2>&1 &
 $PY "$S/tls-wrap" 127.0.1.6 465 "$CERT" "$KEY" 127.0.1.6 25 >"$W/wrap.log" 2>&1 &
+$PY "$S/aio-servers" lmtp 127.0.1.20 24 "$W/cap-lmtp" >"$W/lmtp.log" 2>&1 &
+$PY "$S/aio-servers" proxy 127.0.1.22 25 "$W/cap-proxy" >"$W/proxy.log" 2>&1 &
+$PY "$S/aio-servers" clientcert 127.0.1.21 25 "$W/cap-cc" "$CERT" "$KEY" "$CA" >"$W/cc.log" 2>&1 &
+$PY "$S/aio-servers" clientcert 127.0.1.21 465 "$W/cap-cci" "$CERT" "$KEY" "$CA" --implicit \
+    >"$W/cci.log" 2>&1 &
 for hp in 127.0.1.1:25 127.0.1.11:25 127.0.1.3:25 127.0.1.4:25 127.0.1.5:587 127.0.1.6:25 \
           127.0.1.7:25 127.0.1.10:25 127.0.1.8:443 127.0.1.6:465 127.0.1.12:587 \
-          127.0.1.13:587; do
+          127.0.1.13:587 127.0.1.20:24 127.0.1.21:25 127.0.1.21:465 127.0.1.22:25; do
     if ! "$K/wait-listen" "${hp%:*}" "${hp##*:}"; then
         echo "FAIL send-servers: nothing on $hp"
         cat "$W"/*.log
@@ -337,6 +347,208 @@ t send-quit-after-data 0 '^<-  354 ' 'without sending the message' '!^ -> \.$' \
 t send-helo 0 '^ -> HELO ' '!^ -> EHLO' -- "${SEND[@]}" --server mx1.good.send.test \
     --to bob@good.send.test --helo --ehlo client.send.test
 
+# ---- attachments (RFC 2045/2046, RFC 2183, RFC 2231) -----------------------------------------
+
+# mimecheck NAME EML TEXT [FILE TYPE [NAME]]...: Python's email package parses the message
+# back; the text and every attachment's name, type and bytes must match.
+mimecheck() {
+    local name=$1
+    shift
+    if $PY "$S/mime-check" "$@" >"$W/mime.out" 2>&1; then
+        pass "$name"
+    else
+        fail "$name" "$(head -c 300 "$W/mime.out")"
+    fi
+}
+
+head -c 5000 /dev/urandom >"$W/blob.bin"
+printf 'line one\nline two\n' >"$W/notes.txt"
+E=$(printf '\303\251')
+RESUME="$W/r${E}sum${E} 2.pdf"
+head -c 777 /dev/urandom >"$RESUME"
+LONGNAME="$W/$(for _ in $(seq 60); do printf '%s' "$E"; done).txt"
+printf 'long name\n' >"$LONGNAME"
+
+t send-attach 0 'Attaching .*/notes\.txt as text/plain, 18 octets' \
+    'Attaching .*/blob\.bin as application/x-tern-test, 5000 octets' \
+    'Attaching .*sum.* 2\.pdf as application/pdf, 777 octets' \
+    '^ -> MIME-Version: 1\.0$' '^ -> Content-Type: multipart/mixed;$' '^ -> +boundary="=_tern_' \
+    '^<-  250 2\.0\.0 OK queued' -- "${SEND[@]}" --server mx1.good.send.test \
+    --to bob@good.send.test --body 'See the files.' --attach "$W/notes.txt" \
+    --attach "$RESUME" --attach-type application/x-tern-test --attach "$W/blob.bin"
+mimecheck send-attach-parsed "$(lastcap good | sed 's/json$/eml/')" 'See the files.' \
+    "$W/notes.txt" text/plain "$RESUME" application/pdf "$W/blob.bin" application/x-tern-test
+grep -q "filename\*=utf-8''r%C3%A9sum%C3%A9%202\.pdf" "$(lastcap good | sed 's/json$/eml/')" &&
+    pass send-attach-rfc2231 || fail send-attach-rfc2231 "no RFC 2231 filename* parameter"
+
+# BDAT (no dot-stuffing), a name long enough for RFC 2231 continuations, 8-bit text
+t send-attach-bdat 0 '^ -> BDAT [0-9]+ LAST$' '^<-  250 2\.0\.0 OK queued' \
+    -- "${SEND[@]}" --server chunk.send.test --to bob@chunk.send.test --bdat --8bitmime \
+    --body "caf$E" --attach "$LONGNAME" --attach "$W/blob.bin"
+mimecheck send-attach-bdat-parsed "$(lastcap chunk | sed 's/json$/eml/')" "caf$E" \
+    "$LONGNAME" text/plain "$W/blob.bin" application/octet-stream
+grep -q "filename\*1\*=" "$(lastcap chunk | sed 's/json$/eml/')" &&
+    pass send-attach-continuations || fail send-attach-continuations "no filename*1*"
+
+"$T" "${SEND[@]}" --server mx1.good.send.test --to bob@good.send.test --attach "$W/notes.txt" \
+    --json >"$W/out" 2>&1
+jcheck send-attach-json "$W/out" '(len(d["attachments"]) == 1 and
+    d["attachments"][0]["type"] == "text/plain" and d["attachments"][0]["octets"] == 18 and
+    d["attachments"][0]["file"].endswith("/notes.txt") and d["result"] == "accepted")'
+
+t send-usage-attach-data 64 'excludes --data' -- send --to a@b.test --data "$W/dots.txt" \
+    --attach "$W/notes.txt"
+t send-usage-attach-type-last 64 'no --attach after it' -- send --to a@b.test \
+    --attach "$W/notes.txt" --attach-type text/plain
+t send-usage-attach-type-bad 64 'want type/subtype' -- send --to a@b.test \
+    --attach-type 'text/plain; x=1' --attach "$W/notes.txt"
+t send-usage-attach-header 64 'leave them out of --header' -- send --to a@b.test \
+    --header 'Content-Type: text/html' --attach "$W/notes.txt"
+t send-usage-attach-missing 64 'attach .*/no-such-file: No such file' -- send --to a@b.test \
+    --server 127.0.0.1 --attach "$W/no-such-file"
+
+# ---- client certificates, --tls-ca, --tls-verify ----------------------------------------------
+
+CC=("${SEND[@]}" --to bob@good.send.test --tls-ca "$CA")
+t send-client-cert-starttls 0 'The server asked for a client certificate: sent CN=client\.send\.test' \
+    'Certificate verified' '^<~  250 2\.0\.0 OK client certificate CN=client\.send\.test' \
+    -- "${CC[@]}" --server certreq.send.test --starttls --tls-verify \
+    --tls-cert "$W/client/server.crt" --tls-key "$W/client/server.key"
+jcheck send-client-cert-starttls-seen "$(ls -t "$W"/cap-cc/*.json | head -1)" \
+    'd["client_cn"] == "client.send.test"'
+
+# implicit TLS; the key in the same PEM file as the certificate (no --tls-key)
+t send-client-cert-implicit 0 'implicit TLS' 'sent CN=client\.send\.test' \
+    '^<~  250 2\.0\.0 OK client certificate CN=client\.send\.test' \
+    -- "${CC[@]}" --server certreq.send.test:465 --tls --tls-cert "$W/client/server.pem"
+
+t send-client-cert-none 2 'The server asked for a client certificate; none was sent' \
+    '^\*\*\* no reply' 'asked for a client certificate and then ended TLS' '!^ ~> MAIL' \
+    -- "${CC[@]}" --server certreq.send.test:465 --tls
+
+t send-client-cert-untrusted 2 'sent CN=rogue\.send\.test' '^\*\*\* no reply' \
+    'this is how it refuses one' '!^ ~> MAIL' -- "${CC[@]}" --server certreq.send.test \
+    --starttls --tls-cert "$W/rogue/server.crt" --tls-key "$W/rogue/server.key"
+
+t send-client-cert-not-asked 0 'The server did not ask for a client certificate: CN=client\.send\.test was not sent' \
+    '^<~  250 2\.0\.0 OK queued' -- "${CC[@]}" --server mx1.good.send.test --starttls \
+    --tls-cert "$W/client/server.crt" --tls-key "$W/client/server.key"
+
+t send-client-cert-wrong-key 64 'cannot load the client key \(--tls-key\): .*key values mismatch' \
+    '!Trying' -- "${CC[@]}" --server certreq.send.test --starttls \
+    --tls-cert "$W/client/server.crt" --tls-key "$W/rogue/server.key"
+t send-client-cert-missing 64 'cannot load the client certificate' -- "${CC[@]}" \
+    --server certreq.send.test --starttls --tls-cert "$W/nonexistent.crt"
+
+t send-no-tls-verify 0 'Certificate NOT verified' 'going on without a verified certificate' \
+    '^<~  250 2\.0\.0 OK queued' -- "${SEND[@]}" --server mx.bad.send.test --starttls \
+    --to bob@bad.send.test --no-tls-verify
+t send-tls-verify-default 2 'Certificate NOT verified' 'stopping' -- "${SEND[@]}" \
+    --server mx.bad.send.test --starttls --tls-ca "$CA" --tls-verify --to bob@bad.send.test
+
+"$T" "${CC[@]}" --server certreq.send.test --starttls --tls-cert "$W/client/server.pem" \
+    --json >"$W/out" 2>&1
+jcheck send-client-cert-json "$W/out" '(d["client_certificate"].endswith("/client/server.pem")
+    and d["result"] == "accepted" and any("sent CN=client.send.test" in s["text"]
+    for s in d["steps"] if s["dir"] == "info"))'
+
+t send-usage-verify-both 64 'excludes' -- send --to a@b.test --tls-verify --no-tls-verify
+t send-usage-cert-no-tls 64 'needs --starttls' -- send --to a@b.test --tls-cert "$CA"
+t send-usage-key-no-cert 64 'needs --tls-cert' -- send --to a@b.test --starttls --tls-key "$CA"
+
+# ---- LMTP (RFC 2033) against aiosmtpd's LMTP server -----------------------------------------
+
+LM=("${SEND[@]}" --server lmtp.send.test --protocol lmtp)
+before=$(ncap lmtp)
+t send-lmtp 1 'Trying 127\.0\.1\.20:24 ' '^ -> LHLO ' '!^ -> EHLO' \
+    '^<\*\* 550 5\.1\.1 No such mailbox' \
+    '^<-  250 2\.0\.0 <ok@lmtp\.send\.test> Delivered' \
+    'delivery status for <ok@lmtp\.send\.test> \(recipient 1 of 3 accepted' \
+    '^<\*\* 452 4\.2\.2 <full@lmtp\.send\.test> Mailbox full' \
+    '4xx temporary: retry later\. 452.*delivery status for <full@lmtp\.send\.test> \(recipient 2 of 3' \
+    '^<\*\* 550 5\.1\.1 <gone@lmtp\.send\.test>' \
+    'delivery status for <gone@lmtp\.send\.test> \(recipient 3 of 3' \
+    'Result: accepted for 1 of 4 recipients; 2 refused \(they bounce\), 1 deferred' \
+    -- "${LM[@]}" --to ok@lmtp.send.test --to full@lmtp.send.test \
+    --to unknown@lmtp.send.test --to gone@lmtp.send.test
+[ "$(ncap lmtp)" = $((before + 1)) ] && pass send-lmtp-captured ||
+    fail send-lmtp-captured "the LMTP server saved no message"
+jcheck send-lmtp-delivered "$(lastcap lmtp)" 'd["delivered"] == ["ok@lmtp.send.test"]'
+
+t send-lmtp-all 0 'recipient 2 of 2 accepted' 'Result: the message was accepted' \
+    -- "${LM[@]}" --to a1@lmtp.send.test --to a2@lmtp.send.test --attach "$W/notes.txt"
+mimecheck send-lmtp-attach-parsed "$(lastcap lmtp | sed 's/json$/eml/')" \
+    'This is a test message sent by tern send.' "$W/notes.txt" text/plain
+
+t send-lmtp-deferred 2 '^<\*\* 452 4\.2\.2 ' 'Result: not delivered' \
+    -- "${LM[@]}" --to full@lmtp.send.test
+
+"$T" "${LM[@]}" --to ok@lmtp.send.test --to gone@lmtp.send.test --json >"$W/out" 2>&1
+jcheck send-lmtp-json "$W/out" '(d["protocol"] == "lmtp" and d["exit"] == 1 and
+    d["recipients"] == {"accepted": 1, "refused": 1, "deferred": 0} and
+    [(s["rcpt"], s["code"]) for s in d["steps"] if "rcpt" in s] ==
+    [("ok@lmtp.send.test", 250), ("gone@lmtp.send.test", 550)] and
+    any(s["stage"] == "lhlo" for s in d["steps"] if s["dir"] == "client"))'
+
+t send-lmtp-to-smtp 1 '^ -> LHLO ' 'LHLO refused: is this an LMTP server' '!^ -> MAIL' \
+    -- "${SEND[@]}" --server mx1.good.send.test:25 --protocol lmtp --to bob@good.send.test
+
+t send-usage-lmtp-no-server 64 'needs --server' -- send --to a@b.test --protocol lmtp
+t send-usage-lmtp-helo 64 'has no HELO' -- send --to a@b.test --server x --protocol lmtp --helo
+t send-usage-protocol 64 'smtp or lmtp' -- send --to a@b.test --protocol qmtp
+
+# ---- PROXY protocol v1 (HAProxy) against aiosmtpd's PROXY support ------------------------------
+
+t send-proxy 0 '^ -> PROXY TCP4 127\.0\.0\.1 127\.0\.1\.22 [0-9]+ 25$' \
+    'PROXY protocol v1 header sent' '^<-  220 ' \
+    '^<-  250 2\.0\.0 OK client 127\.0\.0\.1:[0-9]+ \(from the PROXY header\)' \
+    -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --proxy
+t send-proxy-source 0 '^ -> PROXY TCP4 192\.0\.2\.7 198\.51\.100\.1 40000 25$' \
+    '^<-  250 2\.0\.0 OK client 192\.0\.2\.7:40000 ' \
+    -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test \
+    --proxy-source 192.0.2.7:40000 --proxy-dest 198.51.100.1:25
+jcheck send-proxy-seen "$(lastcap proxy)" '(d["proxy_src"] == "192.0.2.7:40000" and
+    d["proxy_dst"] == "198.51.100.1:25" and d["proxy_version"] == 1)'
+t send-proxy-ipv6 0 '^ -> PROXY TCP6 2001:db8::7 2001:db8::1 4000 25$' \
+    '^<-  250 2\.0\.0 OK client 2001:db8::7:4000 ' -- "${SEND[@]}" --server proxied.send.test \
+    --to bob@good.send.test --proxy-source '[2001:db8::7]:4000' --proxy-dest '[2001:db8::1]:25'
+# the server waits for the header (60 s) longer than tern send for the greeting (2 s)
+"$T" "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --proxy --json >"$W/out" 2>&1
+jcheck send-proxy-json "$W/out" '(d["proxy"] is True and d["xclient"] == [] and
+    d["result"] == "accepted" and any(s["dir"] == "client" and s["text"].startswith(
+    "PROXY TCP4 127.0.0.1 127.0.1.22 ") for s in d["steps"]))'
+t send-proxy-missing 2 'no reply from the server: .*timed out' 'a PROXY protocol header \(--proxy' \
+    '!^<-  220' -- "${SEND[@]}" --server proxied.send.test --to bob@good.send.test --timeout 2
+t send-usage-proxy-family 64 'both be IPv4 or both IPv6' -- send --to a@b.test --server x \
+    --proxy-source 192.0.2.1:1 --proxy-dest '[2001:db8::1]:25'
+t send-usage-proxy-addr 64 'want IP:PORT' -- send --to a@b.test --server x \
+    --proxy-source host.example:25
+
+# ---- XCLIENT against the real Postfix ---------------------------------------------------------
+
+if command -v postfix >/dev/null && bash "$S/postfix-xclient" "$W/postfix" 127.0.1.23 \
+        >"$W/postfix.log" 2>&1 && "$K/wait-listen" 127.0.1.23 25; then
+    PF=("${SEND[@]}" --server 127.0.1.23 --to bob@good.send.test)
+    t send-xclient-baseline 0 '^<-  250 2\.0\.0 Ok: queued' '!^ -> XCLIENT' -- "${PF[@]}"
+    t send-xclient-refused-client 1 '^<-  250-XCLIENT ' \
+        '^ -> XCLIENT ADDR=192\.0\.2\.66 NAME=spam\.example$' '^<-  220 ' 'XCLIENT accepted' \
+        '^<\*\* 554 5\.7\.1 <spam\.example\[192\.0\.2\.66\]>: Client host rejected' \
+        -- "${PF[@]}" --xclient ADDR=192.0.2.66 --xclient NAME=spam.example
+    t send-xclient-other-client 0 '^ -> XCLIENT ADDR=192\.0\.2\.10 HELO=a\+20b$' \
+        '^<-  250 2\.0\.0 Ok: queued' -- "${PF[@]}" --xclient ADDR=192.0.2.10 --xclient 'HELO=a b'
+    "$T" "${PF[@]}" --xclient ADDR=192.0.2.66 --json >"$W/out" 2>&1
+    jcheck send-xclient-json "$W/out" '(d["xclient"] == ["ADDR=192.0.2.66"] and d["exit"] == 1
+        and any(s["dir"] == "server" and s["code"] == 554 for s in d["steps"]))'
+    grep -q 'client=unknown\[192\.0\.2\.10\]' "$W/postfix/syslog" &&
+        pass send-xclient-postfix-log || fail send-xclient-postfix-log \
+        "Postfix did not log the message as from 192.0.2.10"
+else
+    echo "FAIL send-xclient-postfix: Postfix did not start ($(tail -3 "$W/postfix.log" | tr '\n' ' '))"
+fi
+t send-xclient-not-offered 2 'does not offer XCLIENT' '!^ -> XCLIENT' -- "${SEND[@]}" \
+    --server mx1.good.send.test --to bob@good.send.test --xclient ADDR=192.0.2.1
+t send-usage-xclient 64 'want NAME=VALUE' -- send --to a@b.test --xclient 192.0.2.1
+
 # ---- JSON, colour, usage --------------------------------------------------------------------
 
 "$T" "${SEND[@]}" --to bob@reject.send.test --json >"$W/out" 2>&1
@@ -505,6 +717,16 @@ EOF
             fail tern-send-delivered "no delivered message in $tw/mail"
             tail -20 "$tw/log"
         fi
+        # an attachment through tern to the Maildir, parsed back
+        t tern-send-attach 0 'Attaching .*sum.* 2\.pdf as application/pdf' '^<-  250 2\.0\.0 ' \
+            -- "${SEND[@]}" --to demo@tern.send.test --header "Subject: to-tern-attach" \
+            --body 'with files' --attach "$RESUME" --attach "$W/blob.bin"
+        for _ in $(seq $((100 * ${ST_SLOW:-1}))); do
+            grep -rlq '^Subject: to-tern-attach' "$tw/mail" 2>/dev/null && break
+            sleep 0.1
+        done
+        mimecheck tern-send-attach-delivered "$(grep -rl '^Subject: to-tern-attach' "$tw/mail" |
+            head -1)" 'with files' "$RESUME" application/pdf "$W/blob.bin" application/octet-stream
         t tern-check 1 '^OK +smtp +tern\.send\.test \[127\.0\.1\.9:25\]: answers: 220 tern\.send\.test' \
             '^OK +tls +tern\.send\.test \[127\.0\.1\.9:25\]: TLSv1\.[23], certificate valid' \
             -- "${CHK[@]}" tern.send.test
