@@ -135,6 +135,13 @@ static bool check_basic(OCSP_BASICRESP *bs, X509 *leaf, STACK_OF(X509) *chain,
     *next_update = 0;
     if (nextupd && !asn1_to_time(nextupd, next_update))
         return errorf(why, whylen, "unreadable next update time");
+    /* The skew above is for the responder's clock; past nextUpdate by ours, clients refuse it,
+     * and the workers would not staple it either (on_status_request). */
+    if (*next_update && time(NULL) >= *next_update) {
+        char b[40];
+        format_time(*next_update, b, sizeof b);
+        return errorf(why, whylen, "expired (next update %s)", b);
+    }
     return true;
 }
 
