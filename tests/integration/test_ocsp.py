@@ -20,7 +20,8 @@ import signal
 import subprocess
 import tempfile
 
-from ternlib import (SANITIZER_RE, Group, TestFailure, check, mkcerts, poll, run_main)
+from ternlib import (SANITIZER_RE, Group, TestFailure, check, free_port, mkcerts, poll,
+                     run_main)
 
 HOST = "mx.tern.test"
 OTHER = "mail.other.test"
@@ -391,6 +392,46 @@ def _(make):
           "still stapling the old response after a reload with a revoked one")
     check_not_stapled(srv.port, True)
     no_crash(srv)
+    srv.stop_checked()
+
+
+@g.test("cron-recipe-fetch")
+def _(make):
+    """docs/tls.md's fetch command against a real responder on loopback (`openssl ocsp
+    -port`, answering from the index file), then SIGHUP: what the cron job does."""
+    need_pki()
+    d = leaf(os.path.join(PKI, "cron"), HOST, "127.0.0.1", ca_from=A)
+    ocsp_index(d, "index-made", "V")             # writes the index file the responder uses
+    port = free_port()
+    resp = subprocess.Popen(["openssl", "ocsp", "-index", os.path.join(d, "index-made.index"),
+                             "-port", str(port), "-CA", os.path.join(d, "ca.crt"),
+                             "-rsigner", os.path.join(d, "ca.crt"),
+                             "-rkey", os.path.join(d, "ca.key"), "-ndays", "7"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    out = os.path.join(d, "fetched.der")
+    try:
+        def fetch():
+            return run(["openssl", "ocsp", "-issuer", os.path.join(d, "ca.crt"),
+                        "-cert", os.path.join(d, "server-chain.crt"),
+                        "-url", "http://127.0.0.1:%d/" % port, "-no_nonce",
+                        "-CAfile", os.path.join(d, "ca.crt"),
+                        "-verify_other", os.path.join(d, "ca.crt"), "-respout", out + ".new"])
+        got = poll(lambda: ": good" in fetch()[1], 10, 0.2)
+        check(got, "the recipe's fetch did not get a good response:\n%s" % fetch()[1])
+    finally:
+        resp.kill()
+        resp.wait()
+    srv = make("cron", tls_certificate=cert_line(d, out), listeners={"smtps": "smtps"})
+    srv.start()
+    check_not_stapled(srv.ports["smtps"], False)
+    os.rename(out + ".new", out)
+    mark = len(srv.log_text())
+    srv.send_signal(signal.SIGHUP)
+    wait_log(srv, r"OCSP response %s: certificate status good" % re.escape(out), mark)
+    check(poll(lambda: status(srv.ports["smtps"], False)[0], 10, 0.2),
+          "no response stapled after the recipe's SIGHUP")
+    check_stapled(srv.port, True, d)
     srv.stop_checked()
 
 
