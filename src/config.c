@@ -537,6 +537,25 @@ static int kw_tls_certificate(struct parser *p, const struct keyword *kw, char *
     return 0;
 }
 
+/* tls_ocsp_response FILE: belongs to the tls_certificate line just above it; tls.c reads,
+ * checks and staples it (a bad file is logged, never fatal: see docs/tls.md). */
+static int kw_tls_ocsp_response(struct parser *p, const struct keyword *kw, char **argv,
+                                size_t argc)
+{
+    struct config *cfg = p->cfg;
+    if (argc != 1)
+        return perr(p, "%s: expected one file (a DER OCSP response)", kw->name);
+    if (cfg->ntls_certs == 0)
+        return perr(p, "%s: must follow the tls_certificate it belongs to", kw->name);
+    struct tls_cert_cfg *c = &cfg->tls_certs[cfg->ntls_certs - 1];
+    if (c->ocsp)
+        return perr(p, "%s: certificate %s already has one", kw->name, c->cert);
+    if (strlen(argv[0]) > PATH_VALUE_MAX)
+        return perr(p, "%s: path too long (at most %d characters)", kw->name, PATH_VALUE_MAX);
+    c->ocsp = xstrdup(argv[0]);
+    return 0;
+}
+
 static int kw_tls_ciphers(struct parser *p, const struct keyword *kw, char **argv, size_t argc)
 {
     if (argc != 1)
@@ -947,6 +966,7 @@ static const struct keyword keywords[] = {
     {"queue_lifetime", kw_duration, F(queue_lifetime), 1, 365 * DAY, false},
     {"tls_certificate", kw_tls_certificate, 0, 0, 0, true},
     {"tls_ciphers", kw_tls_ciphers, 0, 0, 0, false},
+    {"tls_ocsp_response", kw_tls_ocsp_response, 0, 0, 0, true},
     {"log", kw_log, 0, 0, 0, false},
     {"log_level", kw_log_level, 0, 0, 0, false},
     {"smarthost", kw_smarthost, 0, 0, 0, false},
@@ -1356,6 +1376,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->ntls_certs; i++) {
         free(cfg->tls_certs[i].cert);
         free(cfg->tls_certs[i].key);
+        free(cfg->tls_certs[i].ocsp);
     }
     free(cfg->tls_ciphers);
     dest_free(&cfg->smarthost);

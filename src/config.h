@@ -37,6 +37,7 @@ struct listen_cfg {
 struct tls_cert_cfg {
     char *cert;
     char *key;
+    char *ocsp; /* "tls_ocsp_response FILE" after it: DER OCSP response to staple, or NULL */
 };
 
 /* A local mailbox: local part @ one of the local domains. Lookups are case-insensitive. */

@@ -1,7 +1,7 @@
 /* tls.c - OpenSSL server contexts (see tls.h). One SSL_CTX per certificate; the first is the
  * default and its servername callback switches to the certificate whose names match the SNI
  * host (X509_check_host handles SANs and wildcards). RFC 3207, RFC 8314, RFC 8996 (no TLS
- * below 1.2), RFC 6066 3 (SNI). */
+ * below 1.2), RFC 6066 3 (SNI); each context may staple its own OCSP response (ocsp.c). */
 #include "tls.h"
 
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "ocsp.h"
 #include "util.h"
 
 /* Mozilla "intermediate" TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites are
@@ -23,6 +24,7 @@
 
 struct tls_server {
     SSL_CTX **ctx;
+    struct ocsp_staple **staple; /* per context; NULL: nothing stapled */
     size_t nctx;
 };
 
@@ -102,6 +104,7 @@ struct tls_server *tls_server_new(const struct config *cfg, char *err, size_t er
         return NULL;
     struct tls_server *t = xcalloc(1, sizeof *t);
     t->ctx = xcalloc(cfg->ntls_certs, sizeof *t->ctx);
+    t->staple = xcalloc(cfg->ntls_certs, sizeof *t->staple);
     for (size_t i = 0; i < cfg->ntls_certs; i++) {
         t->ctx[i] = make_ctx(cfg, &cfg->tls_certs[i], err, errlen);
         if (!t->ctx[i]) {
@@ -109,6 +112,9 @@ struct tls_server *tls_server_new(const struct config *cfg, char *err, size_t er
             return NULL;
         }
         t->nctx++;
+        /* Never fatal: without a usable response the handshake simply has no staple. */
+        if (cfg->tls_certs[i].ocsp)
+            t->staple[i] = ocsp_staple_load(t->ctx[i], cfg->tls_certs[i].ocsp);
     }
     SSL_CTX_set_tlsext_servername_callback(t->ctx[0], on_servername);
     SSL_CTX_set_tlsext_servername_arg(t->ctx[0], t);
@@ -121,6 +127,10 @@ void tls_server_free(struct tls_server *t)
         return;
     for (size_t i = 0; i < t->nctx; i++)
         SSL_CTX_free(t->ctx[i]);
+    /* After the contexts: their status callbacks point at these. */
+    for (size_t i = 0; i < t->nctx; i++)
+        ocsp_staple_free(t->staple[i]);
+    free(t->staple);
     free(t->ctx);
     free(t);
 }

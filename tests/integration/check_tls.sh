@@ -11,7 +11,9 @@
 # vulnerabilities, client simulations), with JSON output. Everything runs inside
 # testkit/netns-run: a private network namespace with only loopback, so testssl can neither
 # look names up nor reach any other machine (it is also told --nodns=none). The test CA is
-# given with --add-ca, so the chain of trust is judged as it would be with a real CA.
+# given with --add-ca, so the chain of trust is judged as it would be with a real CA. tern
+# staples an OCSP response made for the certificate (tls_ocsp_response), and the scan must see
+# it ("OCSP stapling offered").
 #
 # Prints one line per scan, "PASS check-tls:<scan>" or "FAIL check-tls:<scan>: reason", then
 # a summary table (findings by severity per scan, and every LOW/MEDIUM/HIGH/CRITICAL finding).
@@ -106,6 +108,13 @@ trap cleanup EXIT
     cat server.crt ca.crt >server-chain.crt
     rm -f server.csr
     openssl verify -CAfile ca.crt server.crt >/dev/null
+    # An OCSP response for it ("good"), which tern staples: `openssl ocsp` answers from a CA
+    # index file here, locally, as the responder at the AIA URI would (docs/tls.md's cron job).
+    serial=$(openssl x509 -in server.crt -noout -serial | cut -d= -f2)
+    printf 'V\t%s\t\t%s\tunknown\t/CN=mx.tern.test\n' \
+        "$(date -u -d '+1 year' +%y%m%d%H%M%SZ)" "$serial" >index.txt
+    openssl ocsp -index index.txt -CA ca.crt -rsigner ca.crt -rkey ca.key -issuer ca.crt \
+        -cert server.crt -no_nonce -ndays 7 -respout ocsp.der >/dev/null 2>&1
 )
 mkdir -p "$work/spool" "$work/mail"
 port_starttls=2525
@@ -118,6 +127,7 @@ hostname mx.tern.test
 listen 127.0.0.1:$port_starttls smtp
 listen 127.0.0.1:$port_smtps smtps
 tls_certificate $work/pki/server-chain.crt $work/pki/server.key
+tls_ocsp_response $work/pki/ocsp.der
 spool $work/spool
 maildir $work/mail/%d/%u
 local_domain localhost
@@ -141,6 +151,11 @@ for p in $port_starttls $port_smtps; do
         exit 1
     fi
 done
+if ! grep -q "OCSP response .*stapled" "$work/tern.log"; then
+    echo "FAIL check-tls:setup: tern did not load the OCSP response"
+    grep OCSP "$work/tern.log" | sed 's/^/    | /'
+    exit 1
+fi
 
 # One testssl run: NAME PORT [--starttls smtp]. Writes $work/NAME.json and $work/NAME.log.
 scan() {
@@ -225,6 +240,10 @@ PY
     # The log must show that TLS was really spoken (a protocol line "TLS 1.3 offered").
     if [[ $verdict == PASS* ]] && ! grep -q "TLS 1.3 .*offered" "$work/$name.log"; then
         verdict="FAIL the scan did not see TLS 1.3 offered (did testssl reach the server?)"
+    fi
+    # ... and that the OCSP response was stapled (testssl's log line: "OCSP stapling  offered").
+    if [[ $verdict == PASS* ]] && ! grep -Eq "OCSP stapling +offered" "$work/$name.log"; then
+        verdict="FAIL testssl did not see the OCSP response stapled"
     fi
     case $verdict in
         PASS*) echo "PASS check-tls:$name (${secs}s: ${verdict#PASS })" ;;

@@ -922,6 +922,43 @@ static void test_tls(void **state)
 }
 
 
+/* tls_ocsp_response belongs to the tls_certificate above it (docs/tls.md, OCSP stapling). */
+static void test_tls_ocsp_response(void **state)
+{
+    (void)state;
+    struct config cfg;
+    parse_ok(&cfg, "local_domain example.org\n"
+                   "listen 127.0.0.1:465 smtps\n"
+                   "tls_certificate a.pem a.key\n"
+                   "tls_ocsp_response /var/lib/tern/a.der\n"
+                   "tls_certificate b.pem b.key\n"
+                   "tls_certificate c.pem c.key\n"
+                   "tls_ocsp_response c.der\n");
+    assert_int_equal(cfg.ntls_certs, 3);
+    assert_string_equal(cfg.tls_certs[0].ocsp, "/var/lib/tern/a.der");
+    assert_null(cfg.tls_certs[1].ocsp);
+    assert_string_equal(cfg.tls_certs[2].ocsp, "c.der");
+    config_free(&cfg);
+
+    static const struct {
+        const char *lines, *msg;
+    } errs[] = {
+        {"tls_ocsp_response a.der\ntls_certificate a b\n",
+         "t.conf:3: tls_ocsp_response: must follow the tls_certificate it belongs to"},
+        {"tls_certificate a b\ntls_ocsp_response a.der\ntls_ocsp_response b.der\n",
+         "t.conf:5: tls_ocsp_response: certificate a already has one"},
+        {"tls_certificate a b\ntls_ocsp_response a.der b.der\n",
+         "t.conf:4: tls_ocsp_response: expected one file (a DER OCSP response)"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "local_domain example.org\nlisten 127.0.0.1:25\n%s",
+                 errs[i].lines);
+        expect_error(text, errs[i].msg);
+    }
+}
+
+
 /* ---- outbound delivery keywords (docs/delivery.md) ------------------------------------------ */
 
 static void test_outbound_defaults(void **state)
@@ -1311,6 +1348,7 @@ int main(void)
         cmocka_unit_test(test_string_errors),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_tls_ocsp_response),
         cmocka_unit_test(test_domain_and_mailbox_errors),
         cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_case_insensitive_lookups),
