@@ -17,56 +17,12 @@
 #include <string.h>
 
 #include "smtp_parse.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define FOLD_AT 78
 #define LINE_MAX_OCTETS 998 /* RFC 5322 2.1.1, without the CRLF */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->cap - b->len <= n) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= n)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_fmt(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof tmp) {
-        sb_add(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_add(b, big, (size_t)n);
-    free(big);
-}
 
 /* A copy of s fit for a header field body: controls (CR, LF, TAB...) become a space or '?',
  * runs of spaces collapse, and octets >= 0x80 survive only when utf8 is allowed. */
@@ -100,7 +56,7 @@ static char *clean(const char *s, bool utf8)
  * cut, since no line may exceed 998 octets (RFC 5322 2.1.1; a remote server's reply can hold
  * a word of thousands). Continuation lines start with indent (" " folds a header field,
  * RFC 5322 2.2.3). Ends the line with CRLF. */
-static void sb_words(struct sbuf *b, size_t col, const char *value, const char *indent)
+static void sb_words(struct strbuf *b, size_t col, const char *value, const char *indent)
 {
     const char *p = value;
     bool first = true;
@@ -110,42 +66,42 @@ static void sb_words(struct sbuf *b, size_t col, const char *value, const char *
         size_t wl = sp ? (size_t)(sp - p) : strlen(p);
         if (!first) {
             if (col + 1 + wl > FOLD_AT) {
-                sb_str(b, "\r\n");
-                sb_str(b, indent);
+                strbuf_str(b, "\r\n");
+                strbuf_str(b, indent);
                 col = il;
             } else {
-                sb_str(b, " ");
+                strbuf_str(b, " ");
                 col++;
             }
         }
         while (col + wl > LINE_MAX_OCTETS) {
             size_t part = col < LINE_MAX_OCTETS ? LINE_MAX_OCTETS - col : 0;
-            sb_add(b, p, part);
-            sb_str(b, "\r\n");
-            sb_str(b, indent);
+            strbuf_add(b, p, part);
+            strbuf_str(b, "\r\n");
+            strbuf_str(b, indent);
             col = il;
             p += part;
             wl -= part;
         }
-        sb_add(b, p, wl);
+        strbuf_add(b, p, wl);
         col += wl;
         first = false;
         p += wl;
         while (*p == ' ')
             p++;
     }
-    sb_str(b, "\r\n");
+    strbuf_str(b, "\r\n");
 }
 
 /* "Name: value" folded (value must be clean). */
-static void sb_field(struct sbuf *b, const char *name, const char *value)
+static void sb_field(struct strbuf *b, const char *name, const char *value)
 {
-    sb_str(b, name);
-    sb_str(b, ": ");
+    strbuf_str(b, name);
+    strbuf_str(b, ": ");
     sb_words(b, strlen(name) + 2, value, " ");
 }
 
-static void sb_field_clean(struct sbuf *b, const char *name, const char *raw, bool utf8)
+static void sb_field_clean(struct strbuf *b, const char *name, const char *raw, bool utf8)
 {
     char *v = clean(raw, utf8);
     sb_field(b, name, v);
@@ -293,29 +249,29 @@ static const char *action_word(enum dsn_action a)
     return "failed";
 }
 
-static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn_rcpt *r,
+static void human_part(struct strbuf *b, const struct dsn_msg *m, const struct dsn_rcpt *r,
                        size_t n)
 {
     char host[256], until[40];
     token_copy(host, sizeof host, m->reporting_mta);
-    sb_fmt(b, "This is the mail system at host %s.\r\n\r\n", host);
+    strbuf_fmt(b, "This is the mail system at host %s.\r\n\r\n", host);
     switch (m->kind) {
     case DSN_ACTION_FAILED:
         if (m->double_bounce) {
-            sb_str(b, "A message from the null sender <> (a delivery status notification or\r\n"
+            strbuf_str(b, "A message from the null sender <> (a delivery status notification or\r\n"
                       "another automatic report) could not be delivered. Such a message is\r\n"
                       "never returned to anyone (RFC 5321 6.1), so it comes to the postmaster\r\n"
                       "instead. It's attached below.\r\n");
             break;
         }
-        sb_str(b, "I'm sorry to have to inform you that your message could not\r\n"
+        strbuf_str(b, "I'm sorry to have to inform you that your message could not\r\n"
                   "be delivered to one or more recipients. It's attached below.\r\n");
         break;
     case DSN_ACTION_DELAYED: {
         long long hours = m->now > m->arrival ? (long long)(m->now - m->arrival) / 3600 : 0;
         long long mins = m->now > m->arrival ? (long long)(m->now - m->arrival) % 3600 / 60 : 0;
         dsn_date(m->retry_until, until, sizeof until);
-        sb_fmt(b, "Your message could not be delivered for %lld hour(s) %lld minute(s).\r\n"
+        strbuf_fmt(b, "Your message could not be delivered for %lld hour(s) %lld minute(s).\r\n"
                   "It will be retried until %s.\r\n"
                   "This is only a warning: you do not need to send the message again.\r\n",
                hours, mins, until);
@@ -323,13 +279,13 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
     }
     case DSN_ACTION_DELIVERED:
     case DSN_ACTION_RELAYED:
-        sb_str(b, "Your message was successfully delivered to the destination(s)\r\n"
+        strbuf_str(b, "Your message was successfully delivered to the destination(s)\r\n"
                   "listed below. If the message was delivered to a mailbox you will\r\n"
                   "receive no further notifications. Otherwise you may still receive\r\n"
                   "notifications of mail delivery errors from other systems.\r\n");
         break;
     }
-    sb_str(b, "\r\n");
+    strbuf_str(b, "\r\n");
     for (size_t i = 0; i < n; i++) {
         char *addr = clean(r[i].addr, m->utf8);
         const char *diag = r[i].diagnostic && r[i].diagnostic[0] ? r[i].diagnostic : NULL;
@@ -337,17 +293,17 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
         char *rmta = clean(r[i].remote_mta, false);
         /* One line per recipient, wrapped: the text (a remote reply) may hold one word of
          * thousands of octets. */
-        struct sbuf line = {0};
+        struct strbuf line = {0};
         if (r[i].action == DSN_ACTION_RELAYED)
-            sb_fmt(&line, "<%s>: relayed to %s, which does not send delivery notifications%s",
+            strbuf_fmt(&line, "<%s>: relayed to %s, which does not send delivery notifications%s",
                    addr, rmta[0] ? rmta : "the next server", text[0] ? ": " : "");
         else if (r[i].action == DSN_ACTION_DELIVERED)
-            sb_fmt(&line, "<%s>: delivered%s", addr, text[0] ? ": " : "");
+            strbuf_fmt(&line, "<%s>: delivered%s", addr, text[0] ? ": " : "");
         else if (diag && rmta[0])
-            sb_fmt(&line, "<%s>: host %s said: ", addr, rmta);
+            strbuf_fmt(&line, "<%s>: host %s said: ", addr, rmta);
         else
-            sb_fmt(&line, "<%s>: %s", addr, text[0] ? "" : "delivery failed");
-        sb_str(&line, text);
+            strbuf_fmt(&line, "<%s>: %s", addr, text[0] ? "" : "delivery failed");
+        strbuf_str(&line, text);
         sb_words(b, 0, line.p, "    ");
         free(line.p);
         free(addr);
@@ -357,7 +313,7 @@ static void human_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn
 }
 
 /* "Name: dns; host" (RFC 3464 2.2.2, 2.3.5: a name type, then the name). */
-static void sb_dns_field(struct sbuf *b, const char *name, const char *host)
+static void sb_dns_field(struct strbuf *b, const char *name, const char *host)
 {
     char *h = clean(host, false);
     size_t hl = strlen(h);
@@ -369,7 +325,7 @@ static void sb_dns_field(struct sbuf *b, const char *name, const char *host)
     free(h);
 }
 
-static void status_part(struct sbuf *b, const struct dsn_msg *m, const struct dsn_rcpt *r,
+static void status_part(struct strbuf *b, const struct dsn_msg *m, const struct dsn_rcpt *r,
                         size_t n)
 {
     char date[40];
@@ -387,7 +343,7 @@ static void status_part(struct sbuf *b, const struct dsn_msg *m, const struct ds
         sb_field(b, "Arrival-Date", date);
     }
     for (size_t i = 0; i < n; i++) {
-        sb_str(b, "\r\n");
+        strbuf_str(b, "\r\n");
         if (r[i].orcpt && r[i].orcpt[0]) {
             char *o = orcpt_field(r[i].orcpt);
             if (o)
@@ -437,7 +393,7 @@ static void status_part(struct sbuf *b, const struct dsn_msg *m, const struct ds
 
 char *dsn_build(const struct dsn_msg *m, const struct dsn_rcpt *r, size_t n, size_t *len)
 {
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     char host[256], qid[64], uniq[64], date[40], boundary[96];
     token_copy(host, sizeof host, m->reporting_mta);
     if (!host[0])
@@ -459,60 +415,60 @@ char *dsn_build(const struct dsn_msg *m, const struct dsn_rcpt *r, size_t n, siz
 
     dsn_date(m->now, date, sizeof date);
     sb_field(&b, "Date", date);
-    sb_fmt(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
+    strbuf_fmt(&b, "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
     char *to = clean(m->sender, utf8);
-    sb_fmt(&b, "To: <%s>\r\n", to);
+    strbuf_fmt(&b, "To: <%s>\r\n", to);
     free(to);
-    sb_fmt(&b, "Subject: %s\r\n",
+    strbuf_fmt(&b, "Subject: %s\r\n",
            m->double_bounce                ? "Undeliverable Delivery Notification (double bounce)"
            : m->kind == DSN_ACTION_FAILED  ? "Undelivered Mail Returned to Sender"
            : m->kind == DSN_ACTION_DELAYED ? "Delayed Mail (still being retried)"
                                            : "Successful Mail Delivery Report");
-    sb_fmt(&b, "Message-ID: <%lld.%s.%s.%s@%s>\r\n", (long long)m->now, qid, kind, uniq, host);
-    sb_str(&b, "Auto-Submitted: auto-replied\r\n");
-    sb_str(&b, "MIME-Version: 1.0\r\n");
-    sb_fmt(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+    strbuf_fmt(&b, "Message-ID: <%lld.%s.%s.%s@%s>\r\n", (long long)m->now, qid, kind, uniq, host);
+    strbuf_str(&b, "Auto-Submitted: auto-replied\r\n");
+    strbuf_str(&b, "MIME-Version: 1.0\r\n");
+    strbuf_fmt(&b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
                " boundary=\"%s\"\r\n", boundary);
-    sb_str(&b, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+    strbuf_str(&b, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
 
-    sb_fmt(&b, "--%s\r\n", boundary);
-    sb_str(&b, "Content-Description: Notification\r\n");
-    sb_fmt(&b, "Content-Type: text/plain; charset=%s\r\n", utf8 ? "utf-8" : "us-ascii");
+    strbuf_fmt(&b, "--%s\r\n", boundary);
+    strbuf_str(&b, "Content-Description: Notification\r\n");
+    strbuf_fmt(&b, "Content-Type: text/plain; charset=%s\r\n", utf8 ? "utf-8" : "us-ascii");
     if (utf8)
-        sb_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
-    sb_str(&b, "\r\n");
+        strbuf_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
+    strbuf_str(&b, "\r\n");
     human_part(&b, m, r, n);
-    sb_str(&b, "\r\n");
+    strbuf_str(&b, "\r\n");
 
-    sb_fmt(&b, "--%s\r\n", boundary);
-    sb_str(&b, "Content-Description: Delivery report\r\n");
-    sb_fmt(&b, "Content-Type: %s\r\n",
+    strbuf_fmt(&b, "--%s\r\n", boundary);
+    strbuf_str(&b, "Content-Description: Delivery report\r\n");
+    strbuf_fmt(&b, "Content-Type: %s\r\n",
            utf8 ? "message/global-delivery-status" : "message/delivery-status");
     if (utf8)
-        sb_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
-    sb_str(&b, "\r\n");
+        strbuf_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
+    strbuf_str(&b, "\r\n");
     status_part(&b, m, r, n);
-    sb_str(&b, "\r\n");
+    strbuf_str(&b, "\r\n");
 
     if (m->content && m->content_len > 0) {
         bool eight = dsn_has_8bit(m->content, m->content_len);
-        sb_fmt(&b, "--%s\r\n", boundary);
-        sb_fmt(&b, "Content-Description: %s\r\n",
+        strbuf_fmt(&b, "--%s\r\n", boundary);
+        strbuf_fmt(&b, "Content-Description: %s\r\n",
                m->full ? "Undelivered Message" : "Undelivered Message Headers");
         if (m->full)
-            sb_fmt(&b, "Content-Type: %s\r\n", utf8 ? "message/global" : "message/rfc822");
+            strbuf_fmt(&b, "Content-Type: %s\r\n", utf8 ? "message/global" : "message/rfc822");
         else
-            sb_fmt(&b, "Content-Type: %s\r\n",
+            strbuf_fmt(&b, "Content-Type: %s\r\n",
                    utf8 ? "message/global-headers" : "text/rfc822-headers");
         if (eight)
-            sb_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
-        sb_str(&b, "\r\n");
-        sb_add(&b, m->content, m->content_len);
+            strbuf_str(&b, "Content-Transfer-Encoding: 8bit\r\n");
+        strbuf_str(&b, "\r\n");
+        strbuf_add(&b, m->content, m->content_len);
         if (m->content[m->content_len - 1] != '\n')
-            sb_str(&b, "\r\n");
-        sb_str(&b, "\r\n");
+            strbuf_str(&b, "\r\n");
+        strbuf_str(&b, "\r\n");
     }
-    sb_fmt(&b, "--%s--\r\n", boundary);
+    strbuf_fmt(&b, "--%s--\r\n", boundary);
     if (len)
         *len = b.len;
     return b.p;

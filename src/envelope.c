@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 #define ENVELOPE_MAGIC "tern-envelope 1\n"
@@ -112,63 +113,35 @@ static const char *const body_names[] = {"unspec", "7bit", "8bitmime", "binarymi
 static const char *const ret_names[] = {"unspec", "full", "hdrs"};
 static const char *const status_names[] = {"pending", "delivered", "failed"};
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
 
-static void sb_reserve(struct sbuf *b, size_t more)
-{
-    if (b->cap - b->len > more)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= more)
-        cap *= 2;
-    b->p = xrealloc(b->p, cap);
-    b->cap = cap;
-}
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    sb_reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_num(struct sbuf *b, long long v)
+static void sb_num(struct strbuf *b, long long v)
 {
     char tmp[32];
     int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    sb_add(b, tmp, (size_t)n);
+    strbuf_add(b, tmp, (size_t)n);
 }
 
 /* Append s as xtext. Every octet becomes at most 3 characters. */
-static void sb_xtext(struct sbuf *b, const char *s)
+static void sb_xtext(struct strbuf *b, const char *s)
 {
     size_t len = s ? strlen(s) : 0;
     if (len == 0)
         return;
-    sb_reserve(b, 3 * len + 1);
+    strbuf_reserve(b, 3 * len + 1);
     if (!xtext_encode(s, len, b->p + b->len, b->cap - b->len))
         abort(); /* the buffer is large enough by construction */
     b->len += strlen(b->p + b->len);
 }
 
 /* "key value\n", or "key\n" when the value is empty. */
-static void sb_kv(struct sbuf *b, const char *key, const char *value)
+static void sb_kv(struct strbuf *b, const char *key, const char *value)
 {
-    sb_str(b, key);
+    strbuf_str(b, key);
     if (value && *value) {
-        sb_add(b, " ", 1);
+        strbuf_add(b, " ", 1);
         sb_xtext(b, value);
     }
-    sb_add(b, "\n", 1);
+    strbuf_add(b, "\n", 1);
 }
 
 static const char *enum_name(const char *const *names, size_t n, unsigned v)
@@ -178,48 +151,48 @@ static const char *enum_name(const char *const *names, size_t n, unsigned v)
 
 char *envelope_format(const struct envelope *env, size_t *len)
 {
-    struct sbuf b = {0};
-    sb_str(&b, ENVELOPE_MAGIC);
-    sb_str(&b, "qid ");
-    sb_str(&b, env->qid);
-    sb_str(&b, "\n");
+    struct strbuf b = {0};
+    strbuf_str(&b, ENVELOPE_MAGIC);
+    strbuf_str(&b, "qid ");
+    strbuf_str(&b, env->qid);
+    strbuf_str(&b, "\n");
     sb_kv(&b, "sender", env->sender);
-    sb_str(&b, "body ");
-    sb_str(&b, enum_name(body_names, ARRAY_LEN(body_names), (unsigned)env->body));
-    sb_str(&b, env->smtputf8 ? "\nsmtputf8 1\nret " : "\nsmtputf8 0\nret ");
-    sb_str(&b, enum_name(ret_names, ARRAY_LEN(ret_names), (unsigned)env->ret));
-    sb_str(&b, "\n");
+    strbuf_str(&b, "body ");
+    strbuf_str(&b, enum_name(body_names, ARRAY_LEN(body_names), (unsigned)env->body));
+    strbuf_str(&b, env->smtputf8 ? "\nsmtputf8 1\nret " : "\nsmtputf8 0\nret ");
+    strbuf_str(&b, enum_name(ret_names, ARRAY_LEN(ret_names), (unsigned)env->ret));
+    strbuf_str(&b, "\n");
     sb_kv(&b, "envid", env->envid);
-    sb_str(&b, "arrival ");
+    strbuf_str(&b, "arrival ");
     sb_num(&b, (long long)env->arrival);
-    sb_str(&b, "\n");
+    strbuf_str(&b, "\n");
     if (env->hold_until > 0) { /* absent otherwise: files stay as readable as before it existed */
-        sb_str(&b, "hold_until ");
+        strbuf_str(&b, "hold_until ");
         sb_num(&b, (long long)env->hold_until);
-        sb_str(&b, "\n");
+        strbuf_str(&b, "\n");
     }
     sb_kv(&b, "client_addr", env->client_addr);
     sb_kv(&b, "client_helo", env->client_helo);
     sb_kv(&b, "protocol", env->protocol);
     for (size_t i = 0; i < env->nrcpts; i++) {
         const struct envelope_rcpt *r = &env->rcpts[i];
-        sb_str(&b, "rcpt addr=");
+        strbuf_str(&b, "rcpt addr=");
         sb_xtext(&b, r->addr);
-        sb_str(&b, " notify=");
+        strbuf_str(&b, " notify=");
         sb_num(&b, (long long)r->notify);
-        sb_str(&b, " orcpt=");
+        strbuf_str(&b, " orcpt=");
         sb_xtext(&b, r->orcpt);
-        sb_str(&b, " status=");
-        sb_str(&b, enum_name(status_names, ARRAY_LEN(status_names), (unsigned)r->status));
-        sb_str(&b, " attempts=");
+        strbuf_str(&b, " status=");
+        strbuf_str(&b, enum_name(status_names, ARRAY_LEN(status_names), (unsigned)r->status));
+        strbuf_str(&b, " attempts=");
         sb_num(&b, (long long)r->attempts);
-        sb_str(&b, " next_try=");
+        strbuf_str(&b, " next_try=");
         sb_num(&b, (long long)r->next_try);
-        sb_str(&b, " last_reply=");
+        strbuf_str(&b, " last_reply=");
         sb_xtext(&b, r->last_reply);
-        sb_str(&b, "\n");
+        strbuf_str(&b, "\n");
     }
-    sb_str(&b, "\n");
+    strbuf_str(&b, "\n");
     if (len)
         *len = b.len;
     return b.p;

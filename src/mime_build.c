@@ -14,33 +14,9 @@
 #include <string.h>
 
 #include "smtp_reply.h"
+#include "strbuf.h"
 #include "util.h"
 
-/* A growing string (the same few lines live in bounce.c and envelope.c: a candidate for
- * util.c when those modules are next touched). */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->cap - b->len <= n) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= n)
-            cap *= 2;
-        b->p = xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
 
 static const struct {
     const char *ext, *type;
@@ -103,7 +79,7 @@ static bool attr_char(unsigned char c)
 #define QUOTED_MAX 60  /* a filename="..." longer than this goes the RFC 2231 way, folded */
 #define SEGMENT_MAX 50 /* characters of one filename*N* continuation: lines stay < 78 */
 
-static void put_filename(struct sbuf *b, const char *name)
+static void put_filename(struct strbuf *b, const char *name)
 {
     size_t n = strlen(name), quoted = n; /* its length with the backslash escapes */
     bool plain = true;
@@ -114,30 +90,30 @@ static void put_filename(struct sbuf *b, const char *name)
     plain = plain && quoted <= QUOTED_MAX;
     if (plain) {
         /* RFC 2183 2 / RFC 822 quoted-string: backslash-escape '"' and '\\' */
-        sb_str(b, ";\r\n filename=\"");
+        strbuf_str(b, ";\r\n filename=\"");
         for (size_t i = 0; i < n; i++) {
             if (name[i] == '"' || name[i] == '\\')
-                sb_add(b, "\\", 1);
-            sb_add(b, name + i, 1);
+                strbuf_add(b, "\\", 1);
+            strbuf_add(b, name + i, 1);
         }
-        sb_str(b, "\"");
+        strbuf_str(b, "\"");
         return;
     }
     /* RFC 2231: charset''%XX...; the bytes are declared UTF-8 (what file names are today) */
-    struct sbuf enc = {0};
+    struct strbuf enc = {0};
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
         char x[4];
         if (attr_char(c)) {
-            sb_add(&enc, name + i, 1);
+            strbuf_add(&enc, name + i, 1);
         } else {
             snprintf(x, sizeof x, "%%%02X", c);
-            sb_add(&enc, x, 3);
+            strbuf_add(&enc, x, 3);
         }
     }
     if (enc.len <= SEGMENT_MAX) {
-        sb_str(b, ";\r\n filename*=utf-8''");
-        sb_add(b, enc.p, enc.len);
+        strbuf_str(b, ";\r\n filename*=utf-8''");
+        strbuf_add(b, enc.p, enc.len);
     } else {
         /* RFC 2231 3: numbered continuations, each on its own folded line; a %XX is
          * never split between two of them */
@@ -152,8 +128,8 @@ static void put_filename(struct sbuf *b, const char *name)
             }
             char head[48];
             snprintf(head, sizeof head, ";\r\n filename*%u*=%s", seg, seg == 0 ? "utf-8''" : "");
-            sb_str(b, head);
-            sb_add(b, enc.p + pos, take);
+            strbuf_str(b, head);
+            strbuf_add(b, enc.p + pos, take);
             pos += take;
         }
     }
@@ -198,20 +174,20 @@ char *mime_build_mixed(const char *body, size_t body_len, const struct mime_atta
     }
     size_t blen = strlen(bnd);
 
-    struct sbuf b = {0};
-    sb_str(&b, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary=\"");
-    sb_add(&b, bnd, blen);
-    sb_str(&b, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n");
+    struct strbuf b = {0};
+    strbuf_str(&b, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary=\"");
+    strbuf_add(&b, bnd, blen);
+    strbuf_str(&b, "\"\r\n\r\nThis is a multi-part message in MIME format.\r\n");
 
     /* the text */
     bool eight = mime_has_8bit(body, body_len);
-    sb_str(&b, "\r\n--");
-    sb_add(&b, bnd, blen);
-    sb_str(&b, eight ? "\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    strbuf_str(&b, "\r\n--");
+    strbuf_add(&b, bnd, blen);
+    strbuf_str(&b, eight ? "\r\nContent-Type: text/plain; charset=utf-8\r\n"
                       "Content-Transfer-Encoding: 8bit\r\n\r\n"
                     : "\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                       "Content-Transfer-Encoding: 7bit\r\n\r\n");
-    sb_add(&b, body, body_len);
+    strbuf_add(&b, body, body_len);
     /* the CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1): the text keeps
      * its own last line end only if it has one */
 
@@ -220,25 +196,25 @@ char *mime_build_mixed(const char *body, size_t body_len, const struct mime_atta
         const char *type = a->type && mime_type_valid(a->type) ? a->type
                                                                : mime_type_for_name(a->name);
         const char *fname = base_name(a->name);
-        sb_str(&b, "\r\n--");
-        sb_add(&b, bnd, blen);
-        sb_str(&b, "\r\nContent-Type: ");
-        sb_str(&b, type);
-        sb_str(&b, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment");
+        strbuf_str(&b, "\r\n--");
+        strbuf_add(&b, bnd, blen);
+        strbuf_str(&b, "\r\nContent-Type: ");
+        strbuf_str(&b, type);
+        strbuf_str(&b, "\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment");
         put_filename(&b, fname[0] ? fname : "attachment");
-        sb_str(&b, "\r\n\r\n");
+        strbuf_str(&b, "\r\n\r\n");
         for (size_t off = 0; off < a->len; off += B64_LINE) {
             size_t n = a->len - off < B64_LINE ? a->len - off : B64_LINE;
             char line[80];
             size_t l = smtp_b64_encode(a->data + off, n, line);
-            sb_add(&b, line, l);
+            strbuf_add(&b, line, l);
             if (off + n < a->len)
-                sb_str(&b, "\r\n");
+                strbuf_str(&b, "\r\n");
         }
     }
-    sb_str(&b, "\r\n--");
-    sb_add(&b, bnd, blen);
-    sb_str(&b, "--\r\n");
+    strbuf_str(&b, "\r\n--");
+    strbuf_add(&b, bnd, blen);
+    strbuf_str(&b, "--\r\n");
     *len = b.len;
     return b.p;
 }

@@ -1,6 +1,6 @@
-# scenario-lib.sh - helpers sourced by the scenario scripts that test outbound delivery inside
-# their private network namespace (outbound/scenario.sh, outtls/scenario.sh): results, polling,
-# smtp-capture peers, starting and stopping tern, reading what arrived.
+# scenario-lib.sh - helpers sourced by the scenario scripts that run inside a private network
+# namespace (outbound/, outtls/, queue/, maildrop/ scenario.sh): results, polling, smtp-capture
+# peers, starting and stopping tern, reading what arrived.
 #
 #   T=WORKDIR kit=TESTKIT tern_bin=TERN prefix=NAME . "$OB_ROOT/tests/integration/scenario-lib.sh"
 #
@@ -14,6 +14,14 @@ fail() {
     echo "FAIL $1: $2"
     failed=1
 }
+# check NAME DESCRIPTION COMMAND...: PASS if COMMAND succeeds.
+check() {
+    local name=$1 what=$2
+    shift 2
+    if "$@"; then pass "$name"; else fail "$name" "$what"; fi
+}
+has() { grep -q -- "$2" "$1"; }
+hasnt() { ! grep -q -- "$2" "$1"; }
 
 # wait_for SECONDS COMMAND...: poll until COMMAND succeeds.
 wait_for() {

@@ -6,30 +6,9 @@
 set -u
 T=$M_WORK
 kit=$M_KIT
-failed=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failed=1
-}
-check() {
-    local name=$1 what=$2
-    shift 2
-    if "$@"; then pass "$name"; else fail "$name" "$what"; fi
-}
-# wait_for SECONDS COMMAND...: poll until COMMAND succeeds (a bound, not a timing assertion).
-wait_for() {
-    local limit=$1 i=0
-    shift
-    while [ "$i" -lt $((limit * 10)) ]; do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-has() { grep -q -- "$2" "$1"; }
-hasnt() { ! grep -q -- "$2" "$1"; }
+# pass, fail, check, wait_for, has, hasnt
+# shellcheck source=tests/integration/scenario-lib.sh
+. "$M_ROOT/tests/integration/scenario-lib.sh"
 
 # The commands as installed: tern and its sendmail link, reachable by every user.
 mkdir -p "$T/bin" "$T/spool" "$T/mail"
@@ -133,6 +112,7 @@ check mailq-waiting-for-pickup "$(cat "$T/list")" \
     eval 'has "$T/list" "<nobody@local.test>  waiting for pickup (uid $nobody_uid)" &&
           has "$T/list" "<alice@local.test> waiting for pickup" &&
           has "$T/list" "in the maildrop waiting for pickup"'
+wait_for 20 has "$T/tern.log" "pickup: .*trying again later"  # the first 452 may come after mailq
 check maildrop-kept-on-452 "$(grep pickup "$T/tern.log" | tail -3)" \
     eval 'has "$T/tern.log" "pickup: .*trying again later" && [ -n "$(find "$T/spool/maildrop" -maxdepth 1 -type f -name "*.*" ! -name ".*" ! -name "00000000*")" ]'
 stop_tern

@@ -7,32 +7,9 @@
 set -u
 T=$Q_WORK
 kit=$Q_KIT
-py=/usr/bin/python3
-failed=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    failed=1
-}
-# check NAME DESCRIPTION COMMAND...: PASS if COMMAND succeeds.
-check() {
-    local name=$1 what=$2
-    shift 2
-    if "$@"; then pass "$name"; else fail "$name" "$what"; fi
-}
-# wait_for SECONDS COMMAND...: poll until COMMAND succeeds (a bound, not a timing assertion).
-wait_for() {
-    local limit=$1 i=0
-    shift
-    while [ "$i" -lt $((limit * 10)) ]; do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-has() { grep -q -- "$2" "$1"; }
-hasnt() { ! grep -q -- "$2" "$1"; }
+# pass, fail, check, wait_for, has, hasnt
+# shellcheck source=tests/integration/scenario-lib.sh
+. "$Q_ROOT/tests/integration/scenario-lib.sh"
 
 # The commands as a user types them: tern, and the links make install creates.
 mkdir -p "$T/bin" "$T/home" "$T/spool" "$T/mail" "$T/cap"
