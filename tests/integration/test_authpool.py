@@ -27,6 +27,7 @@ from ternlib import Group, build_dir, check, message, poll, run_main, unique, SL
 
 FAST_USER, FAST_PW = "alice@localhost", "correct horse battery"
 SLOW_USER = "slow@localhost"
+SLOWER_USER = "slower@localhost"   # cost 17: its check must outlast a 1 s command timeout
 GUESSERS = 1        # one of the two check threads: the other one serves the legitimate AUTH
 TRANSACTIONS = 20
 
@@ -49,6 +50,7 @@ try:
     digest = "".join(random.choice(B64) for _ in range(31))
     with open(USERS, "a") as f:
         f.write("%s:$2b$15$%s%s::\n" % (SLOW_USER, salt, digest))
+        f.write("%s:$2b$17$%s%s::\n" % (SLOWER_USER, salt, digest))
     os.chmod(USERS, 0o600)
 except Exception as e:  # noqa: BLE001 - reported by every test
     _setup_error = "setup failed: %s" % e
@@ -188,13 +190,14 @@ def _(make):
     need_setup()
     srv = make("gone", mailboxes=["demo", "alice"], workers=1, users_file=USERS,
                auth_plaintext_loopback=True, auth_max_failures=0,
-               # shorter than the slow check, longer than a normal one (valgrind: SLOW)
-               timeout_command=int(2 * SLOW),
+               # far shorter than the cost-17 check (about 4x the cost-15 one), longer than a
+               # normal one (valgrind: SLOW)
+               timeout_command=int(1 * SLOW),
                listeners={"sub": "submission"})
     srv.start()
     c = srv.connect(port="sub")
     c.ehlo()
-    c.send(plain(SLOW_USER, "a guess") + "\r\n")
+    c.send(plain(SLOWER_USER, "a guess") + "\r\n")
     # the command timeout ends the session while its check still runs: 421 and close
     c.expect(c.read(timeout=60), 421, "4.4.2")
     check(c.at_eof(), "connection still open after 421")
@@ -202,7 +205,7 @@ def _(make):
     dropped = "auth check: result dropped, its session has ended"
     check(poll(lambda: dropped in srv.log_text(), 120),
           "the check of the ended session was not dropped\n" + srv.log_tail())
-    check("user=%s result=failed" % SLOW_USER not in srv.log_text(),
+    check("user=%s result=failed" % SLOWER_USER not in srv.log_text(),
           "a result was given to a session that had ended")
     # the worker lives on (no restart) and serves the next client
     c = srv.connect(port="sub")
