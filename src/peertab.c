@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "shmlock.h"
 #include "util.h"
 
 #define ADDR_MAX 64
@@ -58,15 +59,7 @@ struct peertab *peertab_new(size_t nworkers)
     }
     t->sh = m;
     t->slots = (unsigned char *)m + head;
-    pthread_mutexattr_t a;
-    int rc = pthread_mutexattr_init(&a);
-    if (rc == 0)
-        rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    if (rc == 0)
-        rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    if (rc == 0)
-        rc = pthread_mutex_init(&t->sh->lock, &a);
-    pthread_mutexattr_destroy(&a);
+    int rc = shmlock_init(&t->sh->lock);
     if (rc != 0) {
         munmap(m, t->map_len);
         free(t);
@@ -86,10 +79,7 @@ void peertab_free(struct peertab *t)
 
 static bool lock(struct peertab *t)
 {
-    int rc = pthread_mutex_lock(&t->sh->lock);
-    if (rc == EOWNERDEAD) /* a worker died holding it: the slots are still consistent enough */
-        rc = pthread_mutex_consistent(&t->sh->lock);
-    return rc == 0;
+    return shmlock_lock(&t->sh->lock);
 }
 
 static unsigned open_total(const struct peertab *t, const struct slot *s)

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "aliases_load.h"
+#include "authlock.h"
 #include "config.h"
 #include "log.h"
 #include "outbound.h"
@@ -73,6 +74,7 @@ struct generation {
     struct listener_fd *fds;    /* one per cfg.listen[], pointing into it */
     size_t nfds;
     struct peertab *peers;      /* connections per client address, shared by the workers */
+    struct authlock authlock;   /* failed AUTH attempts per client address, shared too */
     struct child *children;     /* the workers, then the queue manager */
     size_t nchildren;
     bool retiring;
@@ -497,6 +499,7 @@ static void gen_free(struct generation *g)
     tls_server_free(g->tls);
     users_free(&g->users);
     peertab_free(g->peers);
+    authlock_free(&g->authlock);
     free(g->fds);
     free(g->children);
     free(g);
@@ -538,6 +541,12 @@ static struct generation *gen_new(char *err, size_t errlen)
     g->peers = peertab_new((size_t)n);
     if (!g->peers) {
         snprintf(err, errlen, "cannot create the table of client addresses: %s", strerror(errno));
+        goto fail;
+    }
+    if (authlock_init(&g->authlock, (unsigned)g->cfg.auth_max_failures, g->cfg.auth_lockout,
+                      true) < 0) {
+        snprintf(err, errlen, "cannot create the table of failed AUTH attempts: %s",
+                 strerror(errno));
         goto fail;
     }
     g->children = xcalloc(g->nchildren, sizeof *g->children);
@@ -622,6 +631,7 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
         g->have_users = false;
         peertab_free(g->peers);
         g->peers = NULL;
+        authlock_free(&g->authlock);
     }
     /* Named for ps/top and for tests (/proc/PID/comm). */
     (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
@@ -640,7 +650,8 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
     (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
     int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls,
                                                        g->have_users ? &g->users : NULL,
-                                                       g->peers, (size_t)(c->num - 1))
+                                                       g->peers, &g->authlock,
+                                                       (size_t)(c->num - 1))
                                      : qmgr_run(&g->cfg);
     exit(rc);
 }

@@ -56,7 +56,7 @@ struct peer_count {
 struct worker {
     const struct config *cfg;
     const struct users *users;    /* SMTP AUTH table, NULL without users_file */
-    struct authlock authlock;     /* failed AUTH attempts per client address */
+    struct authlock *authlock;    /* failed AUTH attempts per client address (shared) */
     struct dovecot_auth *dovecot; /* auth_backend dovecot: the auth-client connection */
     struct peertab *shared;       /* per-address counts shared with the other workers, or NULL */
     size_t index;                 /* our column in shared */
@@ -901,7 +901,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         session_set_users(s, w->dovecot ? NULL : w->users);
         if (w->dovecot)
             session_set_sasl(s, &sasl_ops);
-        session_set_authlock(s, &w->authlock);
+        session_set_authlock(s, w->authlock);
     }
     if (!s) {
         log_err("out of memory accepting client=[%s]", addr);
@@ -1034,11 +1034,10 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
                     struct tls_server *tls, const struct users *users, struct peertab *peers,
-                    size_t index)
+                    struct authlock *authlock, size_t index)
 {
     struct worker w = {.cfg = cfg, .fds = fds, .tls = tls, .users = users, .reserve_fd = -1,
-                       .shared = peers, .index = index};
-    authlock_init(&w.authlock, (unsigned)cfg->auth_max_failures, cfg->auth_lockout);
+                       .shared = peers, .authlock = authlock, .index = index};
     reserve_fd_open(&w);
     int status = 1;
     signal(SIGPIPE, SIG_IGN);
@@ -1098,7 +1097,6 @@ out:
     for (size_t i = 0; i < w.nlisteners; i++)
         evconnlistener_free(w.listeners[i]);
     free(w.listeners);
-    authlock_free(&w.authlock);
     dovecot_auth_free(w.dovecot);
     if (w.reserve_fd >= 0)
         close(w.reserve_fd);

@@ -18,15 +18,17 @@ struct listener_fd {
 
 struct users;
 struct peertab;
+struct authlock;
 
 /* peers is the table of connections per client address shared by all workers (peertab.h)
- * and index this worker's column in it; NULL: each worker counts alone. */
+ * and index this worker's column in it; NULL: each worker counts alone. authlock is the
+ * failed-AUTH table shared by all workers (authlock.h); NULL: no brute-force throttling. */
 /* Serve until SIGTERM (then stop accepting, give sessions cfg->shutdown_grace seconds, send
  * 421 to the rest and return). tls is NULL when no certificate is configured (then no
  * listener offers TLS: config.c guarantees it). users is the SMTP AUTH table the supervisor
  * loaded (NULL: no users_file, no AUTH). Returns the process exit status. */
 int smtp_worker_run(const struct config *cfg, const struct listener_fd *fds, size_t nfds,
                     struct tls_server *tls, const struct users *users, struct peertab *peers,
-                    size_t index);
+                    struct authlock *authlock, size_t index);
 
 #endif

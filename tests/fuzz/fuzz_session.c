@@ -197,7 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct session *s = session_new(&cfg, &l, (flags & 16) ? "127.0.0.1" : "192.0.2.1", &io);
     REQUIRE(s);
     struct authlock lock;
-    authlock_init(&lock, 3, 600);
+    if (authlock_init(&lock, 3, 600, false) < 0)
+        abort();
     if (flags & 32) {
         session_set_users(s, &users);
         session_set_authlock(s, &lock);

@@ -385,7 +385,7 @@ def _(srv):
     check("ESMTPA" in rcv and "ESMTPSA" not in rcv, "Received: %r should say ESMTPA" % rcv)
 
 
-# sender_login_match and the lockout (one worker: the failure table is per worker process)
+# sender_login_match and the lockout (one worker, so the delays are those of one connection)
 LOCKOUT = int(4 * SLOW)  # seconds; longer under valgrind, where a TLS connection takes seconds
 g3 = Group("auth-policy", mailboxes=["demo", "alice"], tls_certificate=CERT,
            listeners={"sub": "submission"}, users_file=USERS, workers=1,
@@ -441,6 +441,44 @@ def _(srv):
     c, _ = sub_tls(srv)
     c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (USER, PW)), 235, "2.7.0")
     c.quit()
+
+
+# The failure counts are shared by the workers: failures from one address that land on
+# different workers add up to one lockout. Each try uses its own client address (127.0.0.x,
+# all loopback here) until the kernel has spread one address's connections over both
+# workers, which the log shows (tern/smtp[PID]).
+g5 = Group("auth-shared-lockout", mailboxes=["demo", "alice"], listeners={"sub": "submission"},
+           users_file=USERS, workers=2, auth_plaintext_loopback=True, auth_max_failures=3,
+           auth_lockout="600s")
+
+
+@g5.test("lockout-counts-failures-of-every-worker")
+def _(srv):
+    need_setup()
+    port = srv.ports["sub"]
+
+    def auth(src, pw):
+        c = smtplib.SMTP("127.0.0.1", port, timeout=30 * SLOW, source_address=(src, 0))
+        c.ehlo("shared.test")
+        code, _ = c.docmd("AUTH", "PLAIN " + b64("\0%s\0%s" % (USER, pw)))
+        c.quit()
+        return code
+
+    for last in range(2, 40):
+        src = "127.0.0.%d" % last
+        codes = [auth(src, "guess%d" % i) for i in range(3)]
+        check(codes == [535, 535, 535], "%s: wrong passwords answered %r" % (src, codes))
+        pids = set(re.findall(r"tern/smtp\[(\d+)\]: auth client=\[%s\] \S+ \S+ result=failed"
+                              % re.escape(src), srv.log_text()))
+        code = auth(src, PW)
+        if len(pids) < 2:
+            continue  # all three on one worker: that proves nothing, try another address
+        check(code == 454, "%s: 3 failures on workers %s, then the right password got %d, "
+              "not 454 (locked out)" % (src, sorted(pids), code))
+        check(re.search(r"auth lockout client=\[%s\] failures=3" % re.escape(src),
+                        srv.log_text()), "lockout of %s not logged" % src)
+        return
+    raise TestFailure("the kernel never spread one address's connections over both workers")
 
 
 # a shutdown while a failed AUTH's reply is held back: the 535 and the 421 still go out

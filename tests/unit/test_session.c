@@ -624,7 +624,7 @@ static void test_auth_sender_and_lockout(void **state)
     l.kind = LISTEN_SUBMISSION;
     struct session_io io = {.write = capture, .ctx = NULL};
     struct authlock t;
-    authlock_init(&t, 2, 600);
+    assert_int_equal(authlock_init(&t, 2, 600, false), 0);
     struct session *s = session_new(&c2, &l, "192.0.2.9", &io);
     session_set_users(s, &u);
     session_set_authlock(s, &t);
@@ -1083,7 +1083,7 @@ static void test_auth_relay(void **state)
     struct listen_cfg l = cfg.listen[0];
     l.kind = LISTEN_SUBMISSION;
     struct authlock t;
-    authlock_init(&t, 0, 600);
+    assert_int_equal(authlock_init(&t, 0, 600, false), 0);
     memset(&ext, 0, sizeof ext);
     ext.reachable = true;
     const char *hs[] = {"MECH\tPLAIN\tplaintext", "MECH\tLOGIN\tplaintext",
