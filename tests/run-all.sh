@@ -20,7 +20,7 @@
 #              test program runs under valgrind memcheck, and every tern (and C helper) the
 #              integration tests start runs under it too (TERN_WRAPPER, children followed);
 #              each process with a memcheck error or a definite leak is one FAIL
-#              "valgrind/...". Time limits are multiplied by TERN_IT_SLOW (default 10).
+#              "valgrind/..." (through tests/vgwrap.sh). Time limits are multiplied by TERN_IT_SLOW (default 10).
 #              "all" is then unit + integration (fuzzing needs the sanitizer build).
 # Prints the names of failed tests, then one final line "N passed, N failed"; exits 1 if any
 # test failed or none ran. Environment: TERN_TESTKIT (default REPO/../shared/testkit),
@@ -60,12 +60,12 @@ if [ "$vg" = 1 ]; then
     unit_timeout=$((unit_timeout * slow))
 fi
 
-# vg_tag TAG: processes started from now on log to valgrind/TAG.PID.log (each test script has
-# its own PID namespace, so PIDs alone would collide).
+# vg_tag TAG: processes started from now on log to valgrind/TAG.XXXXXX.PID.log, XXXXXX unique
+# to each start (tests/vgwrap.sh: PIDs repeat across namespaces and wrap around in a long run).
 vg_tag() {
     [ "$vg" = 1 ] || return 0
-    unit_wrap="valgrind $vgopts --log-file=$work/valgrind/$1.%p.log"
-    export TERN_WRAPPER="$unit_wrap"
+    unit_wrap="sh $repo/tests/vgwrap.sh $work/valgrind $1"
+    export TERN_WRAPPER="$unit_wrap" TERN_VGOPTS="$vgopts"
 }
 : >"$work/failed"
 passed=0
