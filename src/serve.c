@@ -633,7 +633,7 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
         g->peers = NULL;
         authlock_free(&g->authlock);
     }
-    /* Named for ps/top and for tests (/proc/PID/comm). */
+    /* Named for ps/top/perf and for tests (/proc/PID/comm): "tern-smtp" or "tern-qmgr". */
     (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
     if (privsep_drop(&g->user) < 0)
         exit(1);
@@ -646,8 +646,6 @@ static _Noreturn void child_main(struct generation *g, const struct child *c)
         log_warn("cannot set the parent-death signal: %s", strerror(errno));
     if (getppid() != sv.pid)
         exit(0); /* the supervisor died before prctl: nobody would stop us */
-    /* The thread name ps/top/perf show: "tern-smtp" or "tern-qmgr" instead of "tern". */
-    (void)prctl(PR_SET_NAME, c->kind == CHILD_WORKER ? "tern-smtp" : "tern-qmgr", 0, 0, 0);
     int rc = c->kind == CHILD_WORKER ? smtp_worker_run(&g->cfg, g->fds, g->nfds, g->tls,
                                                        g->have_users ? &g->users : NULL,
                                                        g->peers, &g->authlock,
