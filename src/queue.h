@@ -50,6 +50,9 @@ int queue_writer_commit(struct queue_writer *w);
  * Thread-safe for distinct writers. */
 void queue_commit_round(struct queue_writer **fresh, size_t nfresh, int *ferrs,
                         struct queue_writer **pub, size_t npub, int *perrs);
+/* Whether new receptions may be unnamed O_TMPFILE files (the default, where the kernel and
+ * file system allow it) or are always named in tmp/ (false). For tests of both paths. */
+void queue_allow_unnamed(bool allow);
 /* Give up on the message; removes the temporary file. Frees w. */
 void queue_writer_abort(struct queue_writer *w);
 

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -945,6 +946,14 @@ int serve_main(int argc, char **argv)
     };
     bool check = false;
     int opt;
+    /* Every message allocates and frees the same few buffers (a 76 KiB queue writer, 64 and
+     * 128 KiB relay buffers). With glibc's defaults the 128 KiB one is an mmap/munmap pair
+     * and freeing at the top of the heap gives memory back with brk, so each message paid
+     * page faults and TLB flushes (12 % of the queue manager's time when relaying, perf).
+     * Keep up to 4 MiB of freed memory per process and take blocks below 1 MiB from the
+     * heap. Children inherit the settings. */
+    if (!mallopt(M_MMAP_THRESHOLD, 1024 * 1024) || !mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024))
+        fprintf(stderr, "tern: mallopt failed: memory is returned to the system eagerly\n");
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
         switch (opt) {

@@ -91,6 +91,10 @@ struct conn {
     struct event *close_ev;       /* closing: fires when the output drained, or at the deadline */
     struct event *pause_ev;       /* paused: resumes reading and writing (failed AUTH delay) */
     struct event *deadline_ev;    /* waiting for a command: fires after timeout_command */
+    /* Plain connections write their replies straight to the socket (see on_flush); the
+     * bufferevent's own writing (EV_WRITE) is on only while a reply is left over. */
+    bool direct;
+    struct event *flush_ev;       /* direct: replies were added this loop turn */
     struct evbuffer *held;        /* paused: replies held back until pause_ev fires */
     bool paused;
     struct evbuffer_cb_entry *drain_cb;
@@ -162,6 +166,8 @@ static void conn_free(struct conn *c)
         event_free(c->pause_ev);
     if (c->deadline_ev)
         event_free(c->deadline_ev);
+    if (c->flush_ev)
+        event_free(c->flush_ev);
     if (c->held)
         evbuffer_free(c->held);
     /* A commit in flight still completes (the message may be queued without the client
@@ -194,6 +200,54 @@ static void conn_free(struct conn *c)
         event_base_loopexit(w->base, NULL);
 }
 
+static void conn_finish(struct conn *c);
+
+/* Direct writing. libevent's bufferevent writes only once epoll said the socket is writable:
+ * every reply cost two epoll_ctl calls (write interest on, then off) and a loop turn before
+ * its writev. A reply is a few dozen octets and the socket's send buffer is nearly always
+ * free, so a plain connection writes at the end of the loop turn in which its replies were
+ * added (all of them in one writev, pipelined ones included), and hands the bufferevent
+ * only what the kernel did not take. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct conn *c = arg;
+    if (!c->direct)
+        return; /* became TLS or a relay meanwhile: the bufferevent writes */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > 0) {
+        /* A socket bufferevent keeps the start of its output frozen so that only it drains
+         * it; it is not writing now (EV_WRITE is off), so we may. */
+        evbuffer_unfreeze(out, 1);
+        (void)evbuffer_write(out, bufferevent_getfd(c->bev));
+        evbuffer_freeze(out, 1);
+    }
+    if (evbuffer_get_length(out) > 0) {
+        /* The kernel took part or nothing (full, or an error): the bufferevent waits for
+         * writability, applies the write timeout and reports an error through conn_event. */
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
+    if (c->closing)
+        conn_finish(c);
+}
+
+/* Something was added to c->bev's output: a direct connection flushes it this loop turn. */
+static void conn_output_added(struct conn *c)
+{
+    if (c->direct && !(bufferevent_get_enabled(c->bev) & EV_WRITE))
+        event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+/* From now on the bufferevent does all the writing (STARTTLS, an ATRN relay). */
+static void conn_stop_direct(struct conn *c)
+{
+    if (!c->direct)
+        return;
+    c->direct = false;
+    bufferevent_enable(c->bev, EV_WRITE); /* writes what is left, in order */
+}
+
 static void session_write(void *ctx, const char *buf, size_t len)
 {
     struct conn *c = ctx;
@@ -204,6 +258,7 @@ static void session_write(void *ctx, const char *buf, size_t len)
     }
     if (bufferevent_write(c->bev, buf, len) < 0)
         log_err("cannot buffer reply: out of memory");
+    conn_output_added(c);
 }
 
 static void process_input(struct conn *c, struct evbuffer *in);
@@ -238,6 +293,7 @@ static void on_pause_over(evutil_socket_t fd, short what, void *arg)
     c->paused = false;
     if (evbuffer_get_length(c->held) > 0 && bufferevent_write_buffer(c->bev, c->held) < 0)
         log_err("cannot buffer reply: out of memory");
+    conn_output_added(c);
     bufferevent_enable(c->bev, EV_READ);
     process_input(c, bufferevent_get_input(c->bev));
 }
@@ -329,8 +385,6 @@ static bool conn_flushed(struct conn *c)
     return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
 }
 
-static void conn_finish(struct conn *c);
-
 static void on_close_ev(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -382,6 +436,7 @@ static void conn_close(struct conn *c)
         event_del(c->pause_ev);
         if (bufferevent_write_buffer(c->bev, c->held) < 0)
             log_err("cannot buffer reply: out of memory");
+        conn_output_added(c);
     }
     bufferevent_disable(c->bev, EV_READ);
     /* A client that stops reading cannot keep us: give up after the command timeout. */
@@ -409,6 +464,7 @@ static void start_tls(struct conn *c, struct evbuffer *in)
                  junk, c->peer->addr);
         evbuffer_drain(in, junk);
     }
+    conn_stop_direct(c); /* the 220 goes out in clear, ahead of the handshake */
     SSL *ssl = tls_server_ssl(c->w->tls);
     struct bufferevent *tb = ssl ? bufferevent_openssl_filter_new(
                                        c->w->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -484,6 +540,7 @@ static void relay_start(struct conn *c)
         return;
     }
     c->atrn_fd = -1;
+    conn_stop_direct(c); /* pair_read and conn_write pace the relay through the bufferevent */
     if (c->deadline_ev) /* the command deadline is over: the queue manager's client times out */
         event_del(c->deadline_ev);
     struct timeval wr = {.tv_sec = c->w->cfg->timeout_command};
@@ -725,8 +782,9 @@ static void conn_read(struct bufferevent *bev, void *arg)
 
 static void conn_write(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
     struct conn *c = arg;
+    if (c->direct)
+        bufferevent_disable(bev, EV_WRITE); /* the leftover is out: back to direct writes */
     if (c->pair)
         bufferevent_enable(c->pair, EV_READ); /* the customer caught up (RELAY_HIGH) */
     if (c->closing)
@@ -939,10 +997,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(bev, conn_read, conn_write, conn_event, c);
     c->implicit_tls = implicit;
     c->handshaking = implicit;
+    c->flush_ev = implicit ? NULL : event_new(w->base, -1, 0, on_flush, c);
+    c->direct = c->flush_ev != NULL; /* without the event: the bufferevent writes, as TLS */
+    if (c->direct)
+        bufferevent_disable(bev, EV_WRITE); /* a new bufferevent starts with writing on */
     if (!implicit)
         session_start(s);
     set_timeout(c, true);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(bev, c->direct ? EV_READ : EV_READ | EV_WRITE);
 }
 
 /* The spare descriptor: held while all is well, so that at EMFILE one slot can be freed to

@@ -123,6 +123,15 @@ static void test_queue_ids(void **state)
     }
 }
 
+/* Files a named reception leaves in tmp/ (none when receptions are unnamed O_TMPFILE files).
+ * The tests that look at tmp/ run in both modes (setup_named, setup_unnamed). */
+static bool unnamed_mode;
+
+static size_t named_files(size_t n)
+{
+    return unnamed_mode ? 0 : n;
+}
+
 static void test_commit(void **state)
 {
     (void)state;
@@ -131,7 +140,7 @@ static void test_commit(void **state)
     struct queue_writer *w = queue_writer_open(spool, &env);
     assert_non_null(w);
     assert_int_equal(strlen(env.qid), 16);
-    assert_int_equal(count_files("tmp"), 1);
+    assert_int_equal(count_files("tmp"), named_files(1)); /* unnamed: no entry anywhere */
     assert_int_equal(count_files("queue"), 0); /* nothing visible before commit */
     /* Small pieces, then one larger than the writer's buffer. */
     size_t big = 200000;
@@ -335,7 +344,7 @@ static void test_clean_tmp(void **state)
     struct queue_writer *w = queue_writer_open(spool, &env);
     assert_non_null(w);
     assert_int_equal(queue_clean_tmp(spool, getpid() + 1), 0);
-    assert_int_equal(queue_clean_tmp(spool, getpid()), 1);
+    assert_int_equal(queue_clean_tmp(spool, getpid()), named_files(1));
     queue_writer_abort(w); /* its file is already gone: still fine */
     envelope_free(&env);
 }
@@ -584,7 +593,7 @@ static void test_round_pipeline(void **state)
     int errs[3], unused = 0;
     for (int i = 0; i < 3; i++)
         w[i] = open_message(i, qid[i]);
-    assert_int_equal(count_files("tmp"), 3);
+    assert_int_equal(count_files("tmp"), named_files(3));
     /* Round 1: synced and renamed, not reported yet; the writers live on. */
     queue_commit_round(w, 3, errs, &none, 0, &unused);
     for (int i = 0; i < 3; i++) {
@@ -699,25 +708,55 @@ static void test_committer(void **state)
     event_base_free(t.base);
 }
 
+static int setup_named(void **state)
+{
+    unnamed_mode = false;
+    queue_allow_unnamed(false);
+    return setup(state);
+}
+
+/* Unnamed where this kernel and file system allow it (O_TMPFILE and /proc/self/fd). */
+static int setup_unnamed(void **state)
+{
+    unnamed_mode = true;
+    queue_allow_unnamed(true);
+    int rc = setup(state);
+    int fd = open(spool, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        print_message("no O_TMPFILE here (%s): testing the named path twice\n", strerror(errno));
+        unnamed_mode = false;
+        queue_allow_unnamed(false);
+    } else {
+        close(fd);
+    }
+    return rc;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_ids),
-        cmocka_unit_test_setup_teardown(test_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commit_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_commit, setup_unnamed, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup_unnamed, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure, setup_unnamed, teardown),
         cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_creates_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enospc, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clean_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_tmp, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_tmp, setup_unnamed, teardown),
         cmocka_unit_test_setup_teardown(test_scan_state_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_state, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_round_pipeline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_pipeline, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_round_pipeline, setup_unnamed, teardown),
         cmocka_unit_test_setup_teardown(test_round_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_big, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_committer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_committer, setup_named, teardown),
+        cmocka_unit_test_setup_teardown(test_committer, setup_unnamed, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
