@@ -949,11 +949,15 @@ int serve_main(int argc, char **argv)
     /* Every message allocates and frees the same few buffers (a 76 KiB queue writer, 64 and
      * 128 KiB relay buffers). With glibc's defaults the 128 KiB one is an mmap/munmap pair
      * and freeing at the top of the heap gives memory back with brk, so each message paid
-     * page faults and TLB flushes (12 % of the queue manager's time when relaying, perf).
-     * Keep up to 4 MiB of freed memory per process and take blocks below 1 MiB from the
-     * heap. Children inherit the settings. */
-    if (!mallopt(M_MMAP_THRESHOLD, 1024 * 1024) || !mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024))
-        fprintf(stderr, "tern: mallopt failed: memory is returned to the system eagerly\n");
+     * page faults and TLB flushes (half the queue manager's CPU when relaying; perf, see
+     * docs/performance.md). Keep up to 4 MiB of freed memory per process and take blocks
+     * below 1 MiB from the heap. And one arena for every thread: a helper thread's first
+     * malloc creates its own arena (64 MiB of address space), and when that fails under a
+     * memory limit glibc fails the malloc even though the main arena has memory to spare
+     * (test_resources: memory-limit-452-421-no-crash). Children inherit the settings. */
+    if (!mallopt(M_MMAP_THRESHOLD, 1024 * 1024) || !mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024) ||
+        !mallopt(M_ARENA_MAX, 1))
+        fprintf(stderr, "tern: mallopt failed: the defaults of malloc stay in force\n");
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
         switch (opt) {
