@@ -204,12 +204,27 @@ def _(make):
     fillers = os.path.join(srv.spool, "fillers")
     os.mkdir(fillers)
     n = 0
-    while True:
-        try:
-            open(os.path.join(fillers, str(n)), "w").close()
-        except OSError:
-            break
-        n += 1
+
+    def fill_inodes():
+        nonlocal n
+        made = 0
+        while True:
+            try:
+                open(os.path.join(fillers, str(n)), "w").close()
+            except OSError:
+                return made
+            n += 1
+            made += 1
+    fill_inodes()
+    # A queue file's name goes before its inode: the removal thread closes the unlinked file
+    # after the name is gone (and a message delivered at once has no state file to wait
+    # for), so an inode can come back after the fill; under valgrind that took long enough
+    # for DATA to get it. Fill until a whole second brings none back.
+    quiet_since, deadline = time.monotonic(), time.monotonic() + 20
+    while time.monotonic() - quiet_since < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if fill_inodes():
+            quiet_since = time.monotonic()
     c = srv.connect()
     c.ehlo()
     c.mail()
