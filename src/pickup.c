@@ -36,6 +36,7 @@
 #include "log.h"
 #include "loopthread.h"
 #include "maildrop_dir.h"
+#include "received.h"
 #include "submit.h"
 #include "util.h"
 
@@ -83,14 +84,6 @@ static bool drop_file(struct pickup *p, const char *name)
     return true;
 }
 
-static void rfc5322_date(char *buf, size_t cap)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (!localtime_r(&now, &tm) || strftime(buf, cap, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-        str_copy(buf, cap, "Thu, 01 Jan 1970 00:00:00 +0000");
-}
-
 /* A permanent refusal: tell the sender with a short notice from <> (a loopback submission
  * like any other). true if the notice was queued. */
 static bool notify_sender(struct pickup *p, const struct maildrop_msg *m, const char *why)
@@ -99,7 +92,7 @@ static bool notify_sender(struct pickup *p, const struct maildrop_msg *m, const 
         return false;
     const char *host = p->cfg->hostname ? p->cfg->hostname : "localhost";
     char date[64];
-    rfc5322_date(date, sizeof date);
+    rfc5322_date_now(date, sizeof date);
     size_t cap = m->len + 1024 + strlen(host) + strlen(m->sender) + sizeof date + strlen(why),
            n = 0;
     char *t = xmalloc(cap);
@@ -205,7 +198,7 @@ static bool pick(struct pickup *p, const char *name)
     const char *dom = cfg->nlocal_domains > 0 ? cfg->local_domains[0] : host;
     char own[600], date[64];
     snprintf(own, sizeof own, "%s@%s", pw.pw_name, dom);
-    rfc5322_date(date, sizeof date);
+    rfc5322_date_now(date, sizeof date);
     bool trusted = st.st_uid == 0 || st.st_uid == geteuid();
     for (size_t i = 0; i < cfg->ntrusted_users && !trusted; i++)
         trusted = strcmp(cfg->trusted_users[i], pw.pw_name) == 0;

@@ -1,8 +1,11 @@
-/* received.c - Received: header formatting (RFC 5321 4.4, RFC 5322 3.6.7, RFC 3848). */
+/* received.c - Received: header formatting (RFC 5321 4.4, RFC 5322 3.6.7, RFC 3848), and the
+ * RFC 5322 3.3 date the Date: headers tern writes use too. */
 #include "received.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#include "util.h"
 
 const char *received_protocol(bool esmtp, bool tls, bool auth, bool utf8)
 {
@@ -23,6 +26,12 @@ size_t rfc5322_date(char *buf, size_t cap, time_t when)
         return 0;
     /* %a and %b are locale-dependent; tern never calls setlocale, so they are "C". */
     return strftime(buf, cap, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+void rfc5322_date_now(char *buf, size_t cap)
+{
+    if (rfc5322_date(buf, cap, time(NULL)) == 0)
+        str_copy(buf, cap, "Thu, 01 Jan 1970 00:00:00 +0000");
 }
 
 /* Copy printable ASCII only, so a hostile HELO cannot inject header lines. */

@@ -29,5 +29,8 @@ size_t received_format(char *buf, size_t cap, const struct received_info *ri);
 
 /* RFC 5322 3.3 date-time in local time, e.g. "Mon, 23 Nov 2026 07:18:09 +0000". */
 size_t rfc5322_date(char *buf, size_t cap, time_t when);
+/* The same for now, for a Date: header: never empty (the epoch if the time cannot be
+ * formatted; buf holds at least 32 octets). */
+void rfc5322_date_now(char *buf, size_t cap);
 
 #endif

@@ -36,6 +36,7 @@
 #include "dns_wait.h"
 #include "mime_build.h"
 #include "netclient.h"
+#include "received.h"
 #include "scram.h"
 #include "smtp_reply.h"
 #include "util.h"
@@ -1511,9 +1512,7 @@ static char *build_message(const struct send_opts *o, const char *ehlo, size_t *
     size_t k = 0;
     char date[64];
     time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    rfc5322_date_now(date, sizeof date);
     const char *at = strrchr(o->from, '@');
     const char *mid_domain = at && at[1] ? at + 1 : ehlo;
     unsigned char rnd[6] = {0};

@@ -33,6 +33,7 @@
 #include "maildrop_dir.h"
 #include "netclient.h"
 #include "queue_cmd.h"
+#include "received.h"
 #include "sendmail_msg.h"
 #include "submit.h"
 #include "util.h"
@@ -391,10 +392,7 @@ static int deliver(const struct config *cfg, const struct sm_args *a)
     /* Headers to add: From (with -F), Date, Message-ID. */
     char date[64], msgid[300];
     time_t now = time(NULL);
-    struct tm tm;
-    if (!localtime_r(&now, &tm) ||
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
-        str_copy(date, sizeof date, "Thu, 01 Jan 1970 00:00:00 +0000");
+    rfc5322_date_now(date, sizeof date);
     unsigned long long rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         rnd = (unsigned long long)now ^ ((unsigned long long)getpid() << 32);
