@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 bool maildrop_addr_ok(const char *a)
@@ -40,42 +41,34 @@ static bool msg_ok(const struct maildrop_msg *m)
 }
 
 /* Append "key value\n" (value may be NULL: the key alone). */
-static void put(char **buf, size_t *len, size_t *cap, const char *key, const char *value)
+static void put(struct strbuf *b, const char *key, const char *value)
 {
-    size_t need = strlen(key) + (value ? strlen(value) + 1 : 0) + 2;
-    while (*len + need > *cap) {
-        *cap *= 2;
-        *buf = xrealloc(*buf, *cap);
-    }
-    *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s%s%s\n", key, value ? " " : "",
-                             value ? value : "");
+    strbuf_fmt(b, "%s%s%s\n", key, value ? " " : "", value ? value : "");
 }
 
 char *maildrop_format_head(const struct maildrop_msg *m, size_t *len)
 {
     if (!msg_ok(m))
         return NULL;
-    size_t cap = 1024, n = 0;
-    char *b = xmalloc(cap);
-    b[0] = '\0';
-    put(&b, &n, &cap, "tern-maildrop 1", NULL);
-    put(&b, &n, &cap, "sender", m->sender); /* "sender \n" for <> */
+    struct strbuf b = {0};
+    put(&b, "tern-maildrop 1", NULL);
+    put(&b, "sender", m->sender); /* "sender \n" for <> */
     for (size_t i = 0; i < m->nrcpts; i++)
-        put(&b, &n, &cap, "rcpt", m->rcpts[i]);
+        put(&b, "rcpt", m->rcpts[i]);
     if (m->notify)
-        put(&b, &n, &cap, "notify", m->notify);
+        put(&b, "notify", m->notify);
     if (m->ret)
-        put(&b, &n, &cap, "ret", m->ret);
+        put(&b, "ret", m->ret);
     if (m->envid)
-        put(&b, &n, &cap, "envid", m->envid);
+        put(&b, "envid", m->envid);
     if (m->eightbit)
-        put(&b, &n, &cap, "8bit", NULL);
+        put(&b, "8bit", NULL);
     char size[32];
     snprintf(size, sizeof size, "%zu", m->len);
-    put(&b, &n, &cap, "size", size);
-    put(&b, &n, &cap, "", NULL);
-    *len = n;
-    return b;
+    put(&b, "size", size);
+    put(&b, "", NULL);
+    *len = b.len;
+    return b.p;
 }
 
 void maildrop_msg_free(struct maildrop_msg *m)
