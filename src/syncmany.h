@@ -3,7 +3,8 @@
  * One fsync per thread lets the disk take the requests together (this machine: ~1,600
  * fsync'd files/s from one thread, ~3,500 from eight), where a syncfs() would also write
  * out every other program's dirty data on the file system and make the wait unpredictable
- * (docs/performance.md). Used by the queue's group commit when a syncfs cannot serve. */
+ * (docs/performance.md). Used by the queue's group commit for a round of a single sync
+ * (on the caller, no thread) and for a round whose syncfs failed. */
 #ifndef TERN_SYNCMANY_H
 #define TERN_SYNCMANY_H
 
