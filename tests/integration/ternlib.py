@@ -73,6 +73,19 @@ class Skip(Exception):
     """The test cannot run here (missing tool); printed as a FAIL unless TERN_IT_ALLOW_SKIP."""
 
 
+def run_tool(cmd, timeout=60, input=None):
+    """Run a client program (swaks, openssl, curl...); returns (exit status, stdout + stderr as
+    text). A missing program or one that overruns timeout is a TestFailure."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout, input=input,
+                           stdin=None if input is not None else subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise TestFailure("%s is not installed (scripts/install-deps.sh test)" % cmd[0])
+    except subprocess.TimeoutExpired:
+        raise TestFailure("%s did not finish within %ss" % (" ".join(cmd), timeout))
+    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
+
+
 def check(cond, msg):
     if not cond:
         raise TestFailure(msg)

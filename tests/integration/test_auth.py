@@ -20,6 +20,7 @@ import time
 
 from ternlib import (SLOW, Group, TestFailure, check, header_values, message, mkcerts, poll,
                      run_main, tls_client_context, unique, build_dir)
+from ternlib import run_tool as run  # noqa: E402
 
 HOST = "mx.tern.test"
 PW = "correct horse battery"
@@ -61,11 +62,6 @@ def ctx():
 
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def run(cmd, timeout=60):
-    r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
 
 
 def sub_tls(srv):

@@ -32,6 +32,7 @@ import threading
 
 from ternlib import (Group, TestFailure, build_dir, check, default_user, header_values, mkcerts,
                      poll, run_main, tls_client_context, unique)
+from ternlib import run_tool as run  # noqa: E402
 
 HOST = "mx.tern.test"
 USER = "alice@localhost"
@@ -159,11 +160,6 @@ def need_setup():
 
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def run(cmd, timeout=60):
-    r = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
 
 
 def auth_line(r):

@@ -22,6 +22,7 @@ import tempfile
 
 from ternlib import (SANITIZER_RE, Group, TestFailure, check, free_port, mkcerts, poll,
                      run_main)
+from ternlib import run_tool as run  # noqa: E402
 
 HOST = "mx.tern.test"
 OTHER = "mail.other.test"
@@ -30,18 +31,6 @@ PKI = tempfile.mkdtemp(prefix="tern-it-ocsp-pki.", dir=os.environ.get("TERN_IT_T
 os.chmod(PKI, 0o755)
 if not os.environ.get("TERN_IT_KEEP"):
     atexit.register(shutil.rmtree, PKI, True)
-
-
-def run(cmd, timeout=60, input=None):
-    """Run a program; returns (exit status, stdout + stderr as text)."""
-    try:
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout, input=input,
-                           stdin=None if input is not None else subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise TestFailure("%s is not installed (scripts/install-deps.sh test)" % cmd[0])
-    except subprocess.TimeoutExpired:
-        raise TestFailure("%s did not finish within %ss" % (" ".join(cmd), timeout))
-    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
 
 
 def openssl(*args, cwd=None):

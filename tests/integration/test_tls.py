@@ -29,6 +29,7 @@ import time
 from ternlib import (SANITIZER_RE, TESTKIT, Group, Smtp, TestFailure, check, free_port,
                      header_values, message, mkcerts, norm, poll, qid_of, run_main,
                      tls_client_context, unique, wait_listen)
+from ternlib import run_tool as run  # noqa: E402
 
 HOST = "mx.tern.test"            # the harness's hostname, the default certificate's CN
 OTHER = "mail.other.test"        # the second certificate (SNI), also *.wild.test
@@ -62,18 +63,6 @@ def need_pki():
 
 def ctx(cafile=CA, **kw):
     return tls_client_context(cafile, **kw)
-
-
-def run(cmd, timeout=60, input=None):
-    """Run a client program; returns (exit status, stdout + stderr as text)."""
-    try:
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout, input=input,
-                           stdin=None if input is not None else subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise TestFailure("%s is not installed (scripts/install-deps.sh test)" % cmd[0])
-    except subprocess.TimeoutExpired:
-        raise TestFailure("%s did not finish within %ss" % (" ".join(cmd), timeout))
-    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
 
 
 def log_lines(srv, pattern, since=0):
