@@ -206,7 +206,7 @@ static enum reply_id message_open(struct session *s)
     envelope_set(&s->env.client_addr, s->peer);
     envelope_set(&s->env.client_helo, s->helo);
     envelope_set(&s->env.protocol, protocol(s));
-    s->env.arrival = time(NULL);
+    s->env.arrival = wall_now();
     s->qw = queue_writer_open(s->cfg->spool_dir, &s->env);
     if (!s->qw) {
         log_err("cannot create queue file in %s: %s client=[%s]", s->cfg->spool_dir,
@@ -591,7 +591,7 @@ static void cmd_mail(struct session *s, const char *arg, size_t arglen)
     }
     time_t hold_until = 0;
     if (mp.hold != HOLD_NONE &&
-        !hold_check(s, mp.hold == HOLD_FOR ? (long long)time(NULL) + mp.hold_for : mp.hold_until,
+        !hold_check(s, mp.hold == HOLD_FOR ? wall_now() + mp.hold_for : mp.hold_until,
                     mp.hold == HOLD_FOR ? "HOLDFOR" : "HOLDUNTIL", &hold_until))
         return;
     /* Refuse now, not after the client sent the whole message, when the spool's disk is
@@ -1109,7 +1109,7 @@ static void auth_done(struct session *s, const char *mech, const char *user, boo
     unsigned n = 0;
     bool locked = false;
     if (s->authlock)
-        n = authlock_fail(s->authlock, s->peer, time(NULL), &locked);
+        n = authlock_fail(s->authlock, s->peer, wall_now(), &locked);
     log_info("auth client=[%s] mech=%s user=%s result=failed failures=%u address-failures=%u",
              s->peer, mech, user[0] ? user : "-", s->auth_failures, n);
     if (locked)
@@ -1466,9 +1466,9 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
         return;
     }
     time_t until;
-    if (s->authlock && authlock_locked(s->authlock, s->peer, time(NULL), &until)) {
+    if (s->authlock && authlock_locked(s->authlock, s->peer, wall_now(), &until)) {
         log_info("auth client=[%s] result=refused reason=locked-out seconds-left=%lld", s->peer,
-                 (long long)(until - time(NULL)));
+                 (long long)(until - wall_now()));
         error_reply(s, RP_AUTH_LOCKED, NULL);
         return;
     }
@@ -1516,7 +1516,7 @@ static void cmd_auth(struct session *s, const char *arg, size_t arglen)
         for (size_t i = 0; i < sizeof rnd; i++)
             r = r << 8 | rnd[i];
         snprintf(s->cram_challenge, sizeof s->cram_challenge, "<%llu.%lld@%.60s>", r,
-                 (long long)time(NULL), s->cfg->hostname);
+                 wall_now(), s->cfg->hostname);
         s->auth_step = AUTH_CRAM_WAIT;
         auth_challenge(s, s->cram_challenge, strlen(s->cram_challenge));
         return;
@@ -1580,7 +1580,7 @@ static void future_release_keyword(const struct session *s, char *buf, size_t ca
     char latest[32];
     long long max = s->cfg->future_release_max;
     buf[0] = '\0';
-    if (max > 0 && smtp_format_rfc3339((long long)time(NULL) + max, latest, sizeof latest))
+    if (max > 0 && smtp_format_rfc3339(wall_now() + max, latest, sizeof latest))
         snprintf(buf, cap, "FUTURERELEASE %lld %s", max, latest);
 }
 
@@ -1590,7 +1590,7 @@ static void future_release_keyword(const struct session *s, char *buf, size_t ca
 static bool hold_check(struct session *s, long long until, const char *what, time_t *out)
 {
     char text[160];
-    long long now = (long long)time(NULL), max = s->cfg->future_release_max;
+    long long now = wall_now(), max = s->cfg->future_release_max;
     if (max <= 0) {
         snprintf(text, sizeof text, "%s: future release is not enabled here", what);
         error_reply(s, RP_PARAM_UNKNOWN, text);
@@ -1629,7 +1629,7 @@ static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
     if (!has_arg(arglen, arg)) {
         if (s->env.hold_until > 0 && smtp_format_rfc3339(s->env.hold_until, when, sizeof when))
             replyf(s, RP_OK, "Delivery time %s (%lld s from now)", when,
-                   (long long)(s->env.hold_until - time(NULL)));
+                   (long long)(s->env.hold_until - wall_now()));
         else
             reply_line(s, RP_OK, false, "No delivery time set: delivery starts at once");
         return;
@@ -1638,7 +1638,7 @@ static void cmd_xdelivery(struct session *s, const char *arg, size_t arglen)
         arglen--;
     long long until;
     time_t hold;
-    if (smtp_parse_delivery_time(arg, arglen, (long long)time(NULL), &until) != PARSE_OK) {
+    if (smtp_parse_delivery_time(arg, arglen, wall_now(), &until) != PARSE_OK) {
         error_reply(s, RP_SYNTAX, "Syntax: X-DELIVERY-TIME [YYYY-MM-DDTHH:MM:SSZ | +seconds]");
         return;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -222,4 +223,12 @@ fail:
     close(fd);
     free(buf);
     return NULL;
+}
+
+long long wall_now(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+        return (long long)ts.tv_sec;
+    return (long long)time(NULL);
 }

@@ -44,4 +44,9 @@ int mkdir_p(const char *path, unsigned mode);
  * excludes the NUL). NULL with "path: reason" in err on failure. */
 char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
+/* The current time in whole seconds, read from the precise clock. time() reads the kernel's
+ * coarse clock, which lags a tick behind: a client's "+3 s" asked for just after a second
+ * began was counted from the second before. Times a client sees or sets use this one. */
+long long wall_now(void);
+
 #endif
