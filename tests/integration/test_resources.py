@@ -58,14 +58,15 @@ def free(path):
 
 
 def fill(path, leave):
-    """Grow path/filler until at most `leave` octets are free on its file system."""
+    """Grow path/filler until at most `leave` octets are free on its file system. Unbuffered:
+    when tern takes space between statvfs and the write, the write comes up short, and a
+    buffered file would keep the rest and fail again with ENOSPC when it is closed."""
     name = os.path.join(path, "filler")
-    with open(name, "ab") as f:
+    with open(name, "ab", buffering=0) as f:
         while free(path) > leave:
             n = min(free(path) - leave, MiB)
             try:
                 f.write(b"\0" * max(n, 4096))
-                f.flush()
             except OSError:
                 break
     return name
