@@ -1,6 +1,8 @@
 /* log.c - one line per event to stderr (timestamped, for make run and tests) or syslog (mail facility). */
 #include "log.h"
 
+#include "util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,5 +55,5 @@ void log_msg(int priority, const char *fmt, ...)
         strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     /* One fprintf per line so concurrent processes do not interleave within a line. */
     fprintf(stderr, "%s.%03ldZ %s[%ld]: %s\n", stamp, ts.tv_nsec / 1000000L, log_ident,
-            (long)getpid(), line);
+            self_pid(), line);
 }

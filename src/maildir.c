@@ -220,7 +220,7 @@ enum maildir_result maildir_deliver(const char *dir, const char *hostname, const
         struct timeval tv;
         gettimeofday(&tv, NULL);
         snprintf(base, sizeof base, "%lld.M%ldP%ldQ%u.%s", (long long)tv.tv_sec,
-                 (long)tv.tv_usec, (long)getpid(), ++counter, host);
+                 (long)tv.tv_usec, self_pid(), ++counter, host);
         int n = snprintf(tmp_path, sizeof tmp_path, "%s/tmp/%s", dir, base);
         if (n < 0 || (size_t)n >= sizeof tmp_path)
             return fail(ENAMETOOLONG, err, errlen, "maildir path too long:", dir);

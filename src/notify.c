@@ -73,7 +73,7 @@ static int queue_report(const struct config *cfg, const struct envelope *env, in
     if (!full)
         len = dsn_header_len(content, len);
     char unique[32];
-    snprintf(unique, sizeof unique, "%ld.%u", (long)getpid(), counter++);
+    snprintf(unique, sizeof unique, "%ld.%u", self_pid(), counter++);
     struct dsn_msg m = {
         .kind = kind,
         .reporting_mta = cfg->hostname,

@@ -80,7 +80,7 @@ void queue_new_id(char out[QUEUE_ID_MAX])
     last_usec = usec;
     put_b36(out, (unsigned long long)sec, 6);
     put_b36(out + 6, (unsigned long long)usec, 4);
-    put_b36(out + 10, (unsigned long long)getpid(), 5);
+    put_b36(out + 10, (unsigned long long)self_pid(), 5);
     put_b36(out + 15, counter++, 1);
     out[QUEUE_ID_LEN] = '\0';
 }
@@ -261,7 +261,7 @@ static bool unnamed_usable(const char *spool_dir, const char *queue_dir)
     if (fd < 0 && errno == ENOENT)
         return false; /* no spool yet (the caller creates it): ask again next time */
     ok = -1;
-    if (fd >= 0 && path_fmt(probe, sizeof probe, "%s/tmp/.probe.%ld", spool_dir, (long)getpid())) {
+    if (fd >= 0 && path_fmt(probe, sizeof probe, "%s/tmp/.probe.%ld", spool_dir, self_pid())) {
         (void)unlink(probe); /* left by a killed process with our pid */
         if (link_unnamed(fd, probe) == 0) {
             ok = 1;
@@ -292,7 +292,7 @@ struct queue_writer *queue_writer_open(const char *spool_dir, struct envelope *e
     for (int attempt = 0; w->fd < 0; attempt++) {
         queue_new_id(env->qid);
         if (!path_fmt(w->tmp_path, sizeof w->tmp_path, "%s/tmp/%s.%ld", spool_dir, env->qid,
-                      (long)getpid()) ||
+                      self_pid()) ||
             !path_fmt(w->queue_path, sizeof w->queue_path, "%s/%s", w->queue_dir, env->qid)) {
             free(w);
             return NULL;
@@ -713,7 +713,7 @@ int queue_save_state(const char *spool_dir, const struct envelope *env)
         errno = EINVAL;
         return -1;
     }
-    if (!path_fmt(tmp, sizeof tmp, "%s/tmp/%s.state.%ld", spool_dir, env->qid, (long)getpid()) ||
+    if (!path_fmt(tmp, sizeof tmp, "%s/tmp/%s.state.%ld", spool_dir, env->qid, self_pid()) ||
         !path_fmt(dir, sizeof dir, "%s/state", spool_dir) ||
         !path_fmt(dst, sizeof dst, "%s/%s", dir, env->qid))
         return -1;

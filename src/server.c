@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +103,8 @@ struct conn {
     int atrn_fd;                  /* our end of the socketpair, -1 if none */
     struct bufferevent *pair;     /* relaying: the queue manager's SMTP client */
     struct dovecot_req *sasl_req; /* an AUTH exchange relayed to Dovecot */
-    char local_addr[64];          /* for Dovecot's lip/lport and rip/rport */
+    int fd;                       /* the client's socket (the bufferevent owns it) */
+    char local_addr[64];          /* for Dovecot's lip/lport and rip/rport, once asked */
     unsigned local_port, peer_port;
     struct commit_req *commit;    /* the message being committed (MODE_COMMIT), or NULL */
     struct authpool_req *check;   /* AUTH PLAIN/LOGIN: the password being checked, or NULL */
@@ -703,9 +703,43 @@ static const struct dovecot_mechs *sasl_mechs(void *ctx)
     return dovecot_auth_mechs(c->w->dovecot);
 }
 
+static void peer_string(const struct sockaddr *sa, char *out, size_t cap)
+{
+    const void *src = NULL;
+    int af = sa->sa_family;
+    if (af == AF_INET)
+        src = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (af == AF_INET6)
+        src = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (!src || !inet_ntop(af, src, out, (socklen_t)cap))
+        str_copy(out, cap, "unknown");
+}
+
+static unsigned sa_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
+/* Our end of the connection, for Dovecot's lip/lport (its logs and penalties). Asked only
+ * here: a getsockname per connection is a system call most sessions never need. */
+static void local_end(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (c->local_addr[0] || getsockname(c->fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    peer_string((const struct sockaddr *)&ss, c->local_addr, sizeof c->local_addr);
+    c->local_port = sa_port((const struct sockaddr *)&ss);
+}
+
 static bool sasl_start(void *ctx, const char *mech, const char *resp, bool secured)
 {
     struct conn *c = ctx;
+    local_end(c);
     struct dovecot_auth_params p = {
         .mech = mech,
         .service = "smtp",
@@ -850,39 +884,6 @@ static void refuse(int fd, enum reply_id id, const char *why, const char *addr)
     close(fd);
 }
 
-static void peer_string(const struct sockaddr *sa, char *out, size_t cap)
-{
-    const void *src = NULL;
-    int af = sa->sa_family;
-    if (af == AF_INET)
-        src = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-    else if (af == AF_INET6)
-        src = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-    if (!src || !inet_ntop(af, src, out, (socklen_t)cap))
-        str_copy(out, cap, "unknown");
-}
-
-static unsigned sa_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-    if (sa->sa_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-    return 0;
-}
-
-/* Both ends of the connection, for Dovecot's lip/lport/rip/rport (its logs and penalties). */
-static void sock_ports(int fd, const struct sockaddr *peer, struct conn *c)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    c->peer_port = sa_port(peer);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        peer_string((const struct sockaddr *)&ss, c->local_addr, sizeof c->local_addr);
-        c->local_port = sa_port((const struct sockaddr *)&ss);
-    }
-}
-
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -932,9 +933,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                addr);
         return;
     }
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* replies are small */
-
     struct conn *c = calloc(1, sizeof *c);
     struct bufferevent *bev = NULL;
     bool implicit = lc && lc->kind == LISTEN_SMTPS && w->tls;
@@ -984,7 +982,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->atrn_fd = -1;
     c->peer_slot = slot;
     c->w = w;
-    sock_ports(fd, sa, c);
+    c->fd = fd;
+    c->peer_port = sa_port(sa);
     c->bev = bev;
     c->session = s;
     c->peer = pc;

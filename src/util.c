@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,4 +232,24 @@ long long wall_now(void)
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         return (long long)ts.tv_sec;
     return (long long)time(NULL);
+}
+
+static pid_t cached_pid; /* 0: ask the kernel each time (the fork handler was not registered) */
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void take_pid(void)
+{
+    cached_pid = getpid();
+}
+
+static void pid_setup(void)
+{
+    if (pthread_atfork(NULL, NULL, take_pid) == 0)
+        take_pid();
+}
+
+long self_pid(void)
+{
+    (void)pthread_once(&pid_once, pid_setup);
+    return (long)(cached_pid ? cached_pid : getpid());
 }

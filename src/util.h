@@ -49,4 +49,8 @@ char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_
  * began was counted from the second before. Times a client sees or sets use this one. */
 long long wall_now(void);
 
+/* getpid() without the system call (glibc stopped caching it in 2.25, and the hot paths name
+ * files and log lines with it): kept per process, taken afresh in every child of fork(). */
+long self_pid(void);
+
 #endif
