@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -944,6 +945,22 @@ static void serve_usage(FILE *f)
                "                     \"configuration OK\", and exit 0 (OK) or 1\n");
 }
 
+/* Every connection is a descriptor, and one worker may hold max_connections of them: take
+ * the whole hard limit (a soft limit of 1024 is common) rather than answer clients 421 at
+ * EMFILE. Returns the new soft limit, 0 if it stayed, -1 with errno if it could not rise. */
+static long long raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur >= rl.rlim_max)
+        return 0;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    return rl.rlim_cur == RLIM_INFINITY ? LLONG_MAX : (long long)rl.rlim_cur;
+}
+
 int serve_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1019,6 +1036,11 @@ int serve_main(int argc, char **argv)
     log_init("tern/master", g->cfg.log_target, g->cfg.log_level);
     log_info("starting tern %s: configuration %s, %zu workers, user %s", TERN_VERSION,
              g->cfg.path, g->nchildren - 1, g->user.name);
+    long long fds = raise_fd_limit();
+    if (fds < 0)
+        log_warn("cannot raise the limit of open files: %s", strerror(errno));
+    else if (fds > 0)
+        log_info("limit of open files raised to %lld", fds);
     /* Recovery before any child starts: receptions a previous run never finished go. */
     if (prepare_dirs(g, true, err, sizeof err) < 0 || gen_bind(g, err, sizeof err) < 0) {
         startup_error(g, err);

@@ -16,6 +16,8 @@ and the Maildir tree are small tmpfs mounts that the tests fill with a filler fi
 - descriptors: a worker limited with prlimit --nofile answers the connections over its limit
   421 4.3.2 instead of spinning on accept() (the log shows a handful of accept failures, not
   thousands), keeps serving its open sessions and serves new ones once descriptors free up;
+- tern serve started with a soft open-file limit below the hard one raises it to the hard
+  limit for itself and its workers;
 - memory: a worker limited with prlimit --as answers 452 4.3.1 or 421 when allocations fail,
   does not crash (same pid, no restart) and serves normally once memory is back. Run on a
   build without AddressSanitizer (ASan reserves terabytes of address space): with a
@@ -364,6 +366,26 @@ def non_asan_build(build):
         if not asan(os.path.join(b, "tern")):
             return b
     return None
+
+
+@g.test("soft-descriptor-limit-raised-to-hard")
+def _(make):
+    # A soft limit of 1024 open files is common, and one worker may hold max_connections
+    # sockets: tern serve takes the hard limit for itself and its children.
+    need_root()
+    srv = make("nofile", workers=1, log_level="info")
+    srv.wrapper = ["prlimit", "--nofile=64:4096"]  # tern itself: valgrind virtualises the limit
+    srv.start()
+    w = the_worker(srv)
+    with open("/proc/%d/limits" % w) as f:
+        line = [x for x in f if x.startswith("Max open files")][0].split()
+    check(line[3:5] == ["4096", "4096"], "worker's open-file limits: %r, want 4096 4096" % line)
+    check(re.search(r"limit of open files raised to 4096", srv.log_text()),
+          "no log line for the raised limit\n%s" % srv.log_tail())
+    subj = unique("nofile")
+    send(srv, subj)
+    srv.wait_delivery("demo@localhost", subj)
+    srv.stop_checked()
 
 
 @g.test("memory-limit-452-421-no-crash")
