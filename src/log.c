@@ -1,13 +1,13 @@
 /* log.c - one line per event to stderr (timestamped, for make run and tests) or syslog (mail facility). */
 #include "log.h"
 
-#include "util.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "util.h"
 
 static char log_ident[32] = "tern";
 static enum log_target log_target = LOG_TO_STDERR;

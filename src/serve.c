@@ -541,8 +541,9 @@ static struct generation *gen_new(char *err, size_t errlen)
         goto fail;
     /* workers 0: one per two cores. A worker keeps two threads busy (its event loop and its
      * commit thread, which does the file system's share of every message), and the kernel's
-     * network work needs a core too: on two cores one worker accepted 25-30 % more messages
-     * per second than two, with a third less CPU per message (docs/performance.md). */
+     * network work needs a core too: on two cores one worker took a quarter to a third less
+     * CPU per message than two, and accepted up to 30 % more messages per second (the same
+     * within the noise for 100 sessions of 64 KiB; docs/performance.md). */
     long n = g->cfg.workers;
     if (n <= 0)
         n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
